@@ -1,0 +1,285 @@
+"""Everything this project changes in fast-reid 1.4.0 to run it on modern Python and PyTorch.
+
+The PyPI wheel ``fastreid==1.4.0`` was written for Python 3.7 and torch 1.x. On Python >= 3.10 and
+torch 2.x it does not import, cannot run on a CPU, and exits the interpreter when its Cython
+ranking tool is missing. We never copy or edit fast-reid's files: each problem is fixed here, from
+our side, by one small patch applied before fast-reid is imported (``import rganet_plugin`` does
+it). Each patch names the symptom it fixes and has a test in ``tests/test_compat.py`` that runs
+fast-reid with every patch but that one and watches the symptom come back.
+
+Patches (name: symptom without it):
+
+``collections_abc``
+    ``ImportError: cannot import name 'Mapping' from 'collections'`` in ``fastreid/data/build.py``
+    and ``fastreid/evaluation/testing.py`` (the aliases were removed in Python 3.10).
+``torch_six``
+    ``ModuleNotFoundError: No module named 'torch._six'`` in ``fastreid/data/build.py``
+    (removed in torch 2.0); we provide the one name it uses, ``string_classes``.
+``dataloader``
+    ``DataLoaderX`` always creates a ``torch.cuda.Stream`` and its prefetch thread calls
+    ``torch.cuda.set_device``, so no loader can be built without a GPU. Replaced by a loader with
+    the same constructor that prefetches on a CUDA side stream when the run is on a GPU and is a
+    plain ``DataLoader`` otherwise.
+``output_dir``
+    ``DefaultTrainer.auto_scale_hyperparams`` writes ``OUTPUT_DIR/config.yaml`` before anything
+    created ``OUTPUT_DIR``: ``FileNotFoundError`` on a fresh output folder.
+``rank_tool``
+    ``ReidEvaluator`` runs ``make`` inside site-packages to build its Cython rank tool at run time
+    and calls ``sys.exit(1)`` when that fails. We never build at run time: when the compiled tool
+    is absent, ranking uses the (identical) numpy path, and ``compile_helper`` raises a clear
+    ``RuntimeError`` instead of killing the interpreter.
+``rerank_cpu``
+    ``TEST.RERANK`` calls ``features.cuda()`` and faiss GPU APIs in
+    ``compute_jaccard_distance``; on a CPU we route it to the faiss CPU index (search_option=3).
+``launch_cpu``
+    ``fastreid.engine.launch`` asserts CUDA and uses the NCCL backend; multi-process runs on CPUs
+    (tests, CPU clusters) use the gloo backend instead.
+``ddp_cpu``
+    ``DefaultTrainer`` wraps the model as ``DistributedDataParallel(model,
+    device_ids=[local_rank])``, which is invalid for a CPU module; on CPU ``device_ids`` is dropped.
+``checkpoint_load``
+    torch >= 2.6 loads with ``weights_only=True`` by default, and fast-reid's own checkpoints
+    (optimizer and scheduler state, numpy scalars) then fail to load on ``--resume``. Files written
+    by the trainer are loaded with ``weights_only=False``: only load checkpoints you trust, as
+    with any pickle.
+"""
+from __future__ import annotations
+
+import collections
+import collections.abc
+import importlib
+import logging
+import os
+import sys
+import types
+from typing import Callable, Dict, Iterable, Optional
+
+logger = logging.getLogger(__name__)
+
+_APPLIED: Dict[str, bool] = {}
+
+
+def _patch_collections_abc() -> None:
+    for name in ("Mapping", "MutableMapping", "Sequence", "Iterable", "Callable"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+
+
+def _patch_torch_six() -> None:
+    import torch
+
+    try:
+        importlib.import_module("torch._six")
+        return
+    except ImportError:
+        pass
+    six = types.ModuleType("torch._six")
+    six.string_classes = (str, bytes)
+    six.inf = float("inf")
+    sys.modules["torch._six"] = six
+    torch._six = six
+
+
+def _patch_dataloader() -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    import fastreid.data.build as build
+    import fastreid.data.data_utils as data_utils
+
+    class DeviceAgnosticDataLoader(DataLoader):
+        """``DataLoaderX`` with the same constructor, usable with or without a GPU.
+
+        On CUDA it copies each batch to ``local_rank`` on a side stream while the previous batch
+        is consumed (what ``DataLoaderX`` does); on a CPU it is a plain ``DataLoader``.
+        """
+
+        def __init__(self, local_rank, **kwargs):
+            use_cuda = torch.cuda.is_available()
+            if not use_cuda:
+                kwargs["pin_memory"] = False
+            super().__init__(**kwargs)
+            self.local_rank = local_rank
+            self.use_cuda = use_cuda
+            self.stream = torch.cuda.Stream(local_rank) if use_cuda else None
+
+        def __iter__(self):
+            it = super().__iter__()
+            if not self.use_cuda:
+                return it
+            return self._cuda_prefetch(it)
+
+        def _cuda_prefetch(self, it):
+            def to_device(batch):
+                with torch.cuda.stream(self.stream):
+                    return {
+                        k: v.to(self.local_rank, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
+
+            nxt = next(it, None)
+            nxt = to_device(nxt) if nxt is not None else None
+            while nxt is not None:
+                torch.cuda.current_stream().wait_stream(self.stream)
+                cur = nxt
+                nxt = next(it, None)
+                nxt = to_device(nxt) if nxt is not None else None
+                yield cur
+
+    build.DataLoaderX = DeviceAgnosticDataLoader
+    data_utils.DataLoaderX = DeviceAgnosticDataLoader
+
+
+def _patch_output_dir() -> None:
+    from fastreid.engine import defaults
+    from fastreid.utils.file_io import PathManager
+
+    original = defaults.DefaultTrainer.__dict__["auto_scale_hyperparams"].__func__
+
+    def auto_scale_hyperparams(cfg, num_classes):
+        if cfg.OUTPUT_DIR:
+            PathManager.mkdirs(cfg.OUTPUT_DIR)
+        return original(cfg, num_classes)
+
+    auto_scale_hyperparams.__wrapped__ = original
+    defaults.DefaultTrainer.auto_scale_hyperparams = staticmethod(auto_scale_hyperparams)
+
+
+def _patch_rank_tool() -> None:
+    import fastreid.evaluation.rank_cylib as rank_cylib
+    from fastreid.evaluation import reid_evaluation
+
+    def compile_helper():
+        raise RuntimeError(
+            "fast-reid's Cython rank tool is not built, and rganet_plugin never builds it at run "
+            "time. Ranking falls back to the numpy implementation (same results). To build it at "
+            "install time run `python -m rganet_plugin.tools.build_rank_tool`."
+        )
+
+    def _compile_dependencies(self):
+        try:
+            from fastreid.evaluation.rank_cylib.rank_cy import evaluate_cy  # noqa: F401
+        except ImportError:
+            logger.info("fast-reid Cython rank tool not built: using the numpy ranking path")
+
+    rank_cylib.compile_helper = compile_helper
+    reid_evaluation.compile_helper = compile_helper
+    reid_evaluation.ReidEvaluator._compile_dependencies = _compile_dependencies
+
+
+def _patch_rerank_cpu() -> None:
+    import torch
+
+    import fastreid.utils.compute_dist as compute_dist
+
+    original = compute_dist.compute_jaccard_distance
+
+    def compute_jaccard_distance(features, k1=20, k2=6, search_option=0, fp16=False):
+        if search_option < 3 and not (torch.cuda.is_available() and _faiss_has_gpu()):
+            search_option = 3
+            features = features.cpu()
+        return original(features, k1=k1, k2=k2, search_option=search_option, fp16=fp16)
+
+    compute_jaccard_distance.__wrapped__ = original
+    compute_dist.compute_jaccard_distance = compute_jaccard_distance
+
+
+def _faiss_has_gpu() -> bool:
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _patch_launch_cpu() -> None:
+    import torch
+    import torch.distributed as dist
+
+    import fastreid.engine  # noqa: F401  (the package re-exports a function named `launch`)
+    from fastreid.utils import comm
+
+    launch_mod = sys.modules["fastreid.engine.launch"]
+
+    original = launch_mod._distributed_worker
+
+    def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
+                            dist_url, args):
+        if torch.cuda.is_available() and os.environ.get("RGANET_FORCE_GLOO") != "1":
+            return original(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
+                            dist_url, args)
+        global_rank = machine_rank * num_gpus_per_machine + local_rank
+        dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
+                                rank=global_rank)
+        comm.synchronize()
+        num_machines = world_size // num_gpus_per_machine
+        for i in range(num_machines):
+            ranks_on_i = list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine))
+            pg = dist.new_group(ranks_on_i)
+            if i == machine_rank:
+                comm._LOCAL_PROCESS_GROUP = pg
+        main_func(*args)
+
+    _distributed_worker.__wrapped__ = original
+    launch_mod._distributed_worker = _distributed_worker
+
+
+def _patch_ddp_cpu() -> None:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from fastreid.engine import defaults
+
+    def make_ddp(module, device_ids=None, **kwargs):
+        param = next(module.parameters(), None)
+        if param is not None and param.device.type == "cpu":
+            device_ids = None
+        return DistributedDataParallel(module, device_ids=device_ids, **kwargs)
+
+    defaults.DistributedDataParallel = make_ddp
+
+
+def _patch_checkpoint_load() -> None:
+    import torch
+
+    from fastreid.utils.checkpoint import Checkpointer
+
+    def _load_file(self, f):
+        return torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+
+    Checkpointer._load_file = _load_file
+
+
+PATCHES: Dict[str, Callable[[], None]] = {
+    "collections_abc": _patch_collections_abc,
+    "torch_six": _patch_torch_six,
+    "dataloader": _patch_dataloader,
+    "output_dir": _patch_output_dir,
+    "rank_tool": _patch_rank_tool,
+    "rerank_cpu": _patch_rerank_cpu,
+    "launch_cpu": _patch_launch_cpu,
+    "ddp_cpu": _patch_ddp_cpu,
+    "checkpoint_load": _patch_checkpoint_load,
+}
+
+# Patches that must run before `fastreid` is first imported (the rest patch fast-reid's modules).
+_PRE_IMPORT = ("collections_abc", "torch_six")
+
+
+def apply(skip: Optional[Iterable[str]] = None) -> Dict[str, bool]:
+    """Apply every patch (idempotent). ``skip`` names patches to leave out (used by the tests).
+
+    The environment variable ``RGANET_COMPAT_SKIP`` (comma separated) does the same for
+    subprocesses.
+    """
+    skip = set(skip or ()) | {s for s in os.environ.get("RGANET_COMPAT_SKIP", "").split(",") if s}
+    unknown = skip - set(PATCHES)
+    if unknown:
+        raise KeyError(f"unknown compat patch(es) {sorted(unknown)}; known: {sorted(PATCHES)}")
+    for name in _PRE_IMPORT:
+        if name not in skip and not _APPLIED.get(name):
+            PATCHES[name]()
+            _APPLIED[name] = True
+    for name, fn in PATCHES.items():
+        if name in _PRE_IMPORT or name in skip or _APPLIED.get(name):
+            continue
+        fn()
+        _APPLIED[name] = True
+    return dict(_APPLIED)

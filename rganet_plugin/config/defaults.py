@@ -1,0 +1,107 @@
+"""RGANet's config keys, added to fast-reid's defaults (``fastreid.config.get_cfg``).
+
+Every key the paper or the issues name is here, with the paper's value as the default. Unknown
+keys in a YAML file or on the command line are rejected by yacs with the key's full name.
+"""
+from fastreid.config import CfgNode as CN
+
+
+def add_rganet_config(cfg: CN) -> CN:
+    """Add the plugin's keys to a fast-reid config in place (idempotent) and return it."""
+    _C = cfg
+    if "RGANET" in _C.MODEL:
+        return cfg
+
+    # ---------------------------------------------------------------- CLIP backbone
+    _C.MODEL.BACKBONE.CLIP = CN()
+    # Any open_clip ViT name ("ViT-B-16", "ViT-L-14", ...) or one of the plugin's small configs
+    # ("RGANet-Tiny-ViT" for tests and the demo).
+    _C.MODEL.BACKBONE.CLIP.NAME = "ViT-B-16"
+    # open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...). Needs network access;
+    # MODEL.BACKBONE.PRETRAIN_PATH (a local .pt/.bin/.safetensors) takes precedence.
+    _C.MODEL.BACKBONE.CLIP.PRETRAINED_TAG = "openai"
+    # Patch-embedding stride (TransReID's overlapping patches when < patch size). 0 = patch size.
+    _C.MODEL.BACKBONE.CLIP.STRIDE = 0
+    # Global feature of the backbone: "gap" (average of patch tokens, the paper's F_g) or "cls".
+    _C.MODEL.BACKBONE.CLIP.GLOBAL_FEAT = "gap"
+    # Side information embedding (camera ids), as in TransReID / CLIP-ReID.
+    _C.MODEL.BACKBONE.CLIP.SIE = CN({"ENABLED": False})
+    _C.MODEL.BACKBONE.CLIP.SIE.COE = 3.0
+    _C.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS = 0  # 0 = filled in from the training set
+    # Freeze the whole visual tower (prompt-learning stage does this itself).
+    _C.MODEL.BACKBONE.CLIP.FREEZE = False
+
+    # ---------------------------------------------------------------- RGANet
+    _C.MODEL.RGANET = CN()
+    # "none": the CLIP baseline (global branch only, ablation row 0); "stripes": fixed horizontal
+    # stripes (PCB-like, rows 1-4); "rgm": the Region Generation Module (rows 5-8).
+    _C.MODEL.RGANET.REGION_MODE = "rgm"
+    _C.MODEL.RGANET.REGION_HEAD = "RGANetRegionHead"  # name in REID_HEADS_REGISTRY
+    _C.MODEL.RGANET.CLASS_NAMES = ["head", "upper body", "lower body", "foot"]
+    _C.MODEL.RGANET.GAMMA = 20.0  # amplification factor of eq. (1)
+    # Dimension of the text (joint) space. 0 = the CLIP model's embed_dim. When the backbone's
+    # channels differ (ResNet-50: 2048, OSNet: 512, fast-reid ViT: 768) a learned 1x1 projection
+    # maps the feature map into this space.
+    _C.MODEL.RGANET.TEXT_DIM = 0
+    # The CLIP model that supplies the text tower when the backbone is not a CLIP ViT.
+    _C.MODEL.RGANET.TEXT_ENCODER = CN()
+    _C.MODEL.RGANET.TEXT_ENCODER.NAME = ""  # "" = same as MODEL.BACKBONE.CLIP.NAME
+    _C.MODEL.RGANET.TEXT_ENCODER.PRETRAIN_PATH = ""
+    _C.MODEL.RGANET.TEXT_ENCODER.PRETRAINED_TAG = ""
+
+    _C.MODEL.RGANET.PROMPT = CN()
+    # "template": a hand-crafted template, "{}" is replaced by the class name (Table VI);
+    # "learnable": CoOp context vectors [V]_1..[V]_K placed before the class token.
+    _C.MODEL.RGANET.PROMPT.TYPE = "template"
+    _C.MODEL.RGANET.PROMPT.TEMPLATE = "a {} part of a person."
+    _C.MODEL.RGANET.PROMPT.N_CTX = 8
+    _C.MODEL.RGANET.PROMPT.CTX_INIT = ""  # e.g. "a photo of a" (len must equal N_CTX words)
+    # Initialise the background embedding p_0 from the text "background" or at random.
+    _C.MODEL.RGANET.PROMPT.BACKGROUND_INIT = "text"
+    _C.MODEL.RGANET.PROMPT.TRAIN_BACKGROUND = True  # p_0 keeps learning in stage 2
+
+    _C.MODEL.RGANET.RAM = CN()
+    _C.MODEL.RGANET.RAM.DAI = True  # discrimination-aware indicator alpha (eq. 4)
+    _C.MODEL.RGANET.RAM.IAI = True  # invariance-aware indicator beta (eq. 6)
+    # Stop gradients through w into the indicators' inputs (the paper lets them flow).
+    _C.MODEL.RGANET.RAM.DETACH_W = False
+
+    _C.MODEL.RGANET.MEMORY = CN()
+    _C.MODEL.RGANET.MEMORY.MOMENTUM = 0.3  # m_u of eq. (5)
+    _C.MODEL.RGANET.MEMORY.ALPHA_THRESH = 0.85  # only regions with alpha > this update the bank
+    _C.MODEL.RGANET.MEMORY.INIT = "stripes"  # "stripes" (the paper) or "regions"
+    _C.MODEL.RGANET.MEMORY.INIT_MAX_IMAGES = 0  # 0 = the whole training set
+
+    _C.MODEL.RGANET.LOSS = CN()
+    _C.MODEL.RGANET.LOSS.REGION_ID_SCALE = 1.0  # sum_j L_ram (eq. 7)
+    _C.MODEL.RGANET.LOSS.REGION_TRI_SCALE = 1.0  # sum_j L_tri(F_j^r)
+    _C.MODEL.RGANET.LOSS.SEG_SCALE = 1.0  # L_seg (eq. 3), prompt-learning stage only
+
+    # Training stage: "reid" (stage 2, the full objective of eq. 8) or "prompt" (stage 1: only the
+    # context vectors and p_0 learn, against pseudo part masks with L_seg).
+    _C.MODEL.RGANET.STAGE = "reid"
+    _C.MODEL.RGANET.PSEUDO_MASKS = CN()
+    # Folder of label maps, one per training image, mirroring the dataset's folders (see
+    # docs/pseudo_masks.md). "" = "<dataset_dir>/masks".
+    _C.MODEL.RGANET.PSEUDO_MASKS.DIR = ""
+
+    # ---------------------------------------------------------------- data
+    _C.DATASETS.SYNTHETIC = CN()
+    _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 48
+    _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 32
+    _C.DATASETS.SYNTHETIC.IMAGES_PER_ID = 8
+    _C.DATASETS.SYNTHETIC.SEED = 0
+    # How unreadable images are handled: "skip" (warn, count, drop) or "error".
+    _C.DATASETS.CORRUPT_IMAGES = "skip"
+
+    # ---------------------------------------------------------------- test
+    _C.TEST.RGANET = CN()
+    # Rows of the query-gallery distance computed at once (memory bound: CHUNK x #gallery floats).
+    _C.TEST.RGANET.CHUNK_SIZE = 4096
+    # "dense" (exact eq. 10 for every pair) or "faiss" (top-k retrieval over a faiss index).
+    _C.TEST.RGANET.SEARCH = "dense"
+    _C.TEST.RGANET.FAISS_INDEX = "Flat"  # "Flat", "IVF{nlist},Flat", "HNSW{M}"
+    _C.TEST.RGANET.TOPK = 100
+    # Evaluate with the global feature only (what fast-reid's ReidEvaluator sees).
+    _C.TEST.RGANET.GLOBAL_ONLY = False
+    return cfg

@@ -1,0 +1,105 @@
+"""Building, validating and finishing a config."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Sequence
+
+import torch
+from fastreid.config import CfgNode, get_cfg
+
+from .defaults import add_rganet_config
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used, with the reason."""
+
+
+def get_rganet_cfg() -> CfgNode:
+    """fast-reid's defaults plus the plugin's keys."""
+    return add_rganet_config(get_cfg())
+
+
+def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> CfgNode:
+    """Read a YAML config (with ``_BASE_`` inheritance) and command-line overrides.
+
+    Unknown keys are rejected and named, e.g. ``unknown config key 'MODEL.RGANET.GAMA' in
+    configs/x.yml``.
+    """
+    cfg = get_rganet_cfg()
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"config file not found: {config_file}")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise ConfigError(f"unknown config key {_key_of(e)} in {config_file}") from None
+        except (AssertionError, ValueError) as e:  # _BASE_ chain problems, yacs type checks
+            raise ConfigError(f"cannot read {config_file}: {e}") from None
+    if opts:
+        if len(opts) % 2:
+            raise ConfigError(f"config overrides come in KEY VALUE pairs, got {list(opts)}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except KeyError as e:
+            raise ConfigError(f"unknown config key {_key_of(e)} on the command line") from None
+        except ValueError as e:  # yacs type check, e.g. an int given for a float key
+            raise ConfigError(f"bad config override: {e}") from None
+    validate(cfg)
+    return cfg
+
+
+def _key_of(err: KeyError) -> str:
+    msg = str(err.args[0]) if err.args else str(err)
+    # yacs: "Non-existent config key: MODEL.FOO"
+    if ":" in msg:
+        return repr(msg.split(":", 1)[1].strip())
+    return msg
+
+
+_CHOICES = {
+    "MODEL.RGANET.REGION_MODE": ("none", "stripes", "rgm"),
+    "MODEL.RGANET.PROMPT.TYPE": ("template", "learnable"),
+    "MODEL.RGANET.STAGE": ("reid", "prompt"),
+    "MODEL.RGANET.MEMORY.INIT": ("stripes", "regions"),
+    "MODEL.BACKBONE.CLIP.GLOBAL_FEAT": ("gap", "cls"),
+    "DATASETS.CORRUPT_IMAGES": ("skip", "error"),
+    "TEST.RGANET.SEARCH": ("dense", "faiss"),
+}
+
+
+def validate(cfg: CfgNode) -> None:
+    """Reject values the code cannot honour, naming the key and the allowed values."""
+    for key, allowed in _CHOICES.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node not in allowed:
+            raise ConfigError(f"{key} = {node!r}; expected one of {list(allowed)}")
+    r = cfg.MODEL.RGANET
+    if r.REGION_MODE != "none" and len(r.CLASS_NAMES) < 1:
+        raise ConfigError("MODEL.RGANET.CLASS_NAMES is empty: at least one region class is needed")
+    if r.STAGE == "prompt" and (r.REGION_MODE != "rgm" or r.PROMPT.TYPE != "learnable"):
+        raise ConfigError(
+            "MODEL.RGANET.STAGE = 'prompt' learns CoOp context vectors: it needs "
+            "REGION_MODE 'rgm' and PROMPT.TYPE 'learnable'")
+    if not 0.0 <= r.MEMORY.MOMENTUM <= 1.0:
+        raise ConfigError(f"MODEL.RGANET.MEMORY.MOMENTUM must be in [0, 1], got {r.MEMORY.MOMENTUM}")
+    if r.PROMPT.TYPE == "template" and "{}" not in r.PROMPT.TEMPLATE:
+        raise ConfigError(
+            f"MODEL.RGANET.PROMPT.TEMPLATE {r.PROMPT.TEMPLATE!r} has no '{{}}' for the class name")
+
+
+def resolve_device(cfg: CfgNode) -> CfgNode:
+    """Fall back to the CPU, with a warning, when the config asks for CUDA and there is none."""
+    dev = str(cfg.MODEL.DEVICE)
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("MODEL.DEVICE=%s but no CUDA device is available: running on the CPU", dev)
+        frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.MODEL.DEVICE = "cpu"
+        if frozen:
+            cfg.freeze()
+    return cfg

@@ -1,0 +1,1 @@
+"""Modeling: CLIP backbone, region heads, meta-architecture, losses."""
