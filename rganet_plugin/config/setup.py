@@ -43,7 +43,7 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> 
             raise ConfigError(f"config overrides come in KEY VALUE pairs, got {list(opts)}")
         try:
             cfg.merge_from_list(list(opts))
-        except KeyError as e:
+        except (KeyError, AssertionError) as e:
             raise ConfigError(f"unknown config key {_key_of(e)} on the command line") from None
         except ValueError as e:  # yacs type check, e.g. an int given for a float key
             raise ConfigError(f"bad config override: {e}") from None
@@ -51,9 +51,9 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> 
     return cfg
 
 
-def _key_of(err: KeyError) -> str:
+def _key_of(err: Exception) -> str:
     msg = str(err.args[0]) if err.args else str(err)
-    # yacs: "Non-existent config key: MODEL.FOO"
+    # yacs: "Non-existent config key: MODEL.FOO" (files) / "Non-existent key: MODEL.FOO" (lists)
     if ":" in msg:
         return repr(msg.split(":", 1)[1].strip())
     return msg
