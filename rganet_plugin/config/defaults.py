@@ -59,6 +59,13 @@ def add_rganet_config(cfg: CN) -> CN:
     # Initialise the background embedding p_0 from the text "background" or at random.
     _C.MODEL.RGANET.PROMPT.BACKGROUND_INIT = "text"
     _C.MODEL.RGANET.PROMPT.TRAIN_BACKGROUND = True  # p_0 keeps learning in stage 2
+    # Learnable prompts need stage 1. When stage 2 starts with learnable prompts and no
+    # MODEL.WEIGHTS, train_net.py runs stage 1 first (into OUTPUT_DIR/prompt_stage) and continues
+    # from its result, so one command runs the whole method.
+    _C.MODEL.RGANET.PROMPT.AUTO_STAGE1 = True
+    _C.MODEL.RGANET.PROMPT.STAGE1 = CN()
+    _C.MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH = 30
+    _C.MODEL.RGANET.PROMPT.STAGE1.BASE_LR = 5e-5
 
     _C.MODEL.RGANET.RAM = CN()
     _C.MODEL.RGANET.RAM.DAI = True  # discrimination-aware indicator alpha (eq. 4)
@@ -86,6 +93,8 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.RGANET.PSEUDO_MASKS.DIR = ""
 
     # ---------------------------------------------------------------- data
+    # Root of the datasets. "" = the FASTREID_DATASETS environment variable, else "datasets".
+    _C.DATASETS.ROOT = ""
     _C.DATASETS.SYNTHETIC = CN()
     _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 48
     _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 32

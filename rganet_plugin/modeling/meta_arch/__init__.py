@@ -1,1 +1,1 @@
-
+from .rganet import RGANet  # noqa: F401  (registers)

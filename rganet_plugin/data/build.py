@@ -1,0 +1,79 @@
+"""Building the training and test sets from the config, through fast-reid's loaders.
+
+fast-reid reads its dataset root from ``FASTREID_DATASETS`` once, at import time, and passes only
+``combineall`` to dataset constructors. We construct the datasets ourselves (root from
+``DATASETS.ROOT``, plus the plugin's keyword arguments) and hand them to fast-reid's
+``build_reid_train_loader`` / ``build_reid_test_loader``, so its samplers, transforms and
+collation are reused unchanged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, Tuple
+
+from fastreid.data import build_reid_test_loader, build_reid_train_loader
+from fastreid.data.common import CommDataset
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid.data.transforms import build_transforms
+from fastreid.utils import comm
+
+logger = logging.getLogger(__name__)
+
+
+class EmptyQueryError(ValueError):
+    """A test set with no query (or no gallery) image: nothing to evaluate."""
+
+
+def dataset_root(cfg) -> str:
+    return cfg.DATASETS.ROOT or os.getenv("FASTREID_DATASETS", "datasets")
+
+
+def dataset_kwargs(cfg) -> dict:
+    """Keyword arguments every dataset constructor receives (fast-reid's accept **kwargs)."""
+    return {"synthetic": cfg.DATASETS.SYNTHETIC, "corrupt_images": cfg.DATASETS.CORRUPT_IMAGES}
+
+
+def build_dataset(cfg, name: str, **extra):
+    try:
+        cls = DATASET_REGISTRY.get(name)
+    except KeyError:
+        known = sorted(k for k, _ in DATASET_REGISTRY)
+        raise KeyError(f"unknown dataset {name!r}; registered: {known}") from None
+    return cls(root=dataset_root(cfg), **dataset_kwargs(cfg), **extra)
+
+
+def train_items(cfg) -> List[Tuple]:
+    items = []
+    for name in cfg.DATASETS.NAMES:
+        data = build_dataset(cfg, name, combineall=cfg.DATASETS.COMBINEALL)
+        if comm.is_main_process():
+            data.show_train()
+        if not data.train:
+            raise ValueError(f"dataset {name} has no training images (test-only benchmarks such as "
+                             f"PartialREID are evaluated after training on another set)")
+        items.extend(data.train)
+    return items
+
+
+def build_train_set(cfg) -> CommDataset:
+    return CommDataset(train_items(cfg), build_transforms(cfg, is_train=True), relabel=True)
+
+
+def build_train_loader(cfg, train_set=None):
+    train_set = train_set if train_set is not None else build_train_set(cfg)
+    return build_reid_train_loader(cfg, train_set=train_set)
+
+
+def build_test_loader(cfg, dataset_name: str):
+    data = build_dataset(cfg, dataset_name)
+    if comm.is_main_process():
+        data.show_test()
+    if len(data.query) == 0:
+        raise EmptyQueryError(f"{dataset_name}: the query set is empty; nothing to evaluate")
+    if len(data.gallery) == 0:
+        raise EmptyQueryError(f"{dataset_name}: the gallery set is empty; nothing to evaluate")
+    test_set = CommDataset(data.query + data.gallery, build_transforms(cfg, is_train=False),
+                           relabel=False)
+    return build_reid_test_loader(cfg, test_set=test_set, num_query=len(data.query),
+                                  num_workers=cfg.DATALOADER.NUM_WORKERS)

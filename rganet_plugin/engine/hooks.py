@@ -1,0 +1,116 @@
+"""Training hooks: the memory bank (eq. 5) and the prompt-stage prototype cache."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import torch
+from fastreid.engine.train_loop import HookBase
+from fastreid.utils import comm
+from fastreid.utils.events import get_event_storage
+from torch.nn.parallel import DistributedDataParallel
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap(model):
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class MemoryBankHook(HookBase):
+    """Keeps the region-class centres ``C_j`` of :class:`~rganet_plugin.modeling.heads.MemoryBank`.
+
+    * ``before_train``: unless the bank was restored from a checkpoint, one forward pass over the
+      training set (test transforms, no gradients) with fixed-stripe region features gives the
+      initial centres (the paper: RGM regions are not meaningful yet). Each process handles its
+      shard; sums and counts are reduced over all processes.
+    * ``after_step``: eq. (5) with the batch's region features and ``alpha > ALPHA_THRESH``
+      (every region when DAI is off), reduced over all processes, so every rank holds the same
+      bank. Logs ``rganet/memory_drift`` (mean L2 change of the centres) and the number of regions
+      that passed the alpha filter.
+    """
+
+    def __init__(self, build_init_loader: Callable, init_mode: str = "stripes",
+                 max_images: int = 0):
+        self.build_init_loader = build_init_loader
+        self.init_mode = init_mode
+        self.max_images = max_images
+
+    def _head(self):
+        return getattr(unwrap(self.trainer.model), "region_head", None)
+
+    def before_train(self):
+        head = self._head()
+        if head is None:
+            return
+        if bool(head.memory.initialized):
+            logger.info("Memory bank restored from the checkpoint (%d updates so far)",
+                        int(head.memory.num_updates))
+            return
+        self.initialize(unwrap(self.trainer.model))
+
+    @torch.no_grad()
+    def initialize(self, model) -> None:
+        head = model.region_head
+        loader = self.build_init_loader()
+        was_training = model.training
+        model.eval()
+        n, d = head.num_regions, head.dim
+        dev = model.device
+        feat_sum = torch.zeros(n, d, dtype=torch.float64, device=dev)
+        count = torch.zeros(n, dtype=torch.float64, device=dev)
+        seen = 0
+        for batch in loader:
+            images = model.preprocess_image(batch)
+            camids = batch.get("camids")
+            if camids is not None and getattr(model.backbone, "sie_embed", None) is not None:
+                camids = camids.to(dev).clamp(0, model.backbone.sie_embed.shape[0] - 1)
+            else:
+                camids = None
+            fmap, _ = model.extract(images, camids)
+            if self.init_mode == "stripes":
+                feats = head.stripe_features(fmap)
+            else:
+                feats = head(fmap)["region_feats"]
+            feat_sum += feats.double().sum(dim=0)
+            count += feats.shape[0]
+            seen += feats.shape[0]
+            if self.max_images and seen * comm.get_world_size() >= self.max_images:
+                break
+        head.memory.initialize(feat_sum, count)
+        model.train(was_training)
+        logger.info("Memory bank initialised from %s features of %d images (this process)",
+                    self.init_mode, seen)
+
+    def after_step(self):
+        head = self._head()
+        if head is None or not head.last_batch:
+            return
+        before = head.memory.centers.clone()
+        counts = head.memory.update(head.last_batch["region_feats"], head.last_batch["alpha"])
+        if comm.is_main_process():
+            storage = get_event_storage()
+            drift = (head.memory.centers - before).norm(dim=1).mean().item()
+            storage.put_scalar("rganet/memory_drift", drift, smoothing_hint=False)
+            storage.put_scalar("rganet/memory_selected", counts.sum().item(), smoothing_hint=False)
+
+
+class PromptCacheHook(HookBase):
+    """Prompt-learning stage: after each epoch (before the checkpointer runs) and at the end,
+    recompute the cached prototypes from the learned context, so every saved checkpoint carries
+    prototypes that match its context vectors and stage 2 never needs the text tower."""
+
+    def _refresh(self):
+        head = getattr(unwrap(self.trainer.model), "region_head", None)
+        if head is not None:
+            head.refresh_prototypes()
+
+    def after_epoch(self):
+        self._refresh()
+
+    def after_train(self):
+        self._refresh()
+
+
+def region_head_of(model) -> Optional[torch.nn.Module]:
+    return getattr(unwrap(model), "region_head", None)

@@ -1,0 +1,115 @@
+"""``RGANetTrainer``: fast-reid's ``DefaultTrainer`` with RGANet's data, hooks and evaluator.
+
+What changes relative to ``DefaultTrainer`` (everything else - optimizer, LR schedule, AMP,
+checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fast-reid's):
+
+* datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``);
+* the number of cameras is filled into ``MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS`` like fast-reid fills
+  ``NUM_CLASSES``;
+* hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
+  :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
+* stage 1 (``MODEL.RGANET.STAGE: prompt``) trains on images with pseudo part masks;
+* evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
+  the model's packed output layout.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastreid.data import build_reid_test_loader, build_reid_train_loader
+from fastreid.data.common import CommDataset
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import DefaultTrainer
+from fastreid.engine.hooks import PeriodicCheckpointer
+
+from ..data import build as data_build
+from ..data.pseudo_masks import build_pseudo_mask_set
+from .hooks import MemoryBankHook, PromptCacheHook, unwrap
+
+logger = logging.getLogger(__name__)
+
+
+class RGANetTrainer(DefaultTrainer):
+    _eval_layout = None  # the layout of the model being evaluated (set by `test`)
+
+    def __init__(self, cfg):
+        self._train_items = None
+        self._num_cameras = 0
+        super().__init__(cfg)
+
+    # ------------------------------------------------------------------ data
+    def build_train_loader(self, cfg):
+        logger.info("Prepare training set")
+        items = data_build.train_items(cfg)
+        self._train_items = items
+        if cfg.MODEL.RGANET.STAGE == "prompt":
+            train_set = build_pseudo_mask_set(cfg, items)
+        else:
+            train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
+        self._num_cameras = train_set.num_cameras
+        return build_reid_train_loader(cfg, train_set=train_set)
+
+    def auto_scale_hyperparams(self, cfg, num_classes):
+        cfg = DefaultTrainer.auto_scale_hyperparams(cfg, num_classes)
+        sie = cfg.MODEL.BACKBONE.CLIP.SIE
+        if sie.ENABLED and sie.NUM_CAMERAS == 0:
+            frozen = cfg.is_frozen()
+            cfg.defrost()
+            sie.NUM_CAMERAS = self._num_cameras
+            logger.info("Auto-scaling SIE.NUM_CAMERAS=%d", self._num_cameras)
+            if frozen:
+                cfg.freeze()
+        return cfg
+
+    def _memory_init_loader(self):
+        cfg = self.cfg.clone()
+        test_set = CommDataset(self._train_items, build_transforms(cfg, is_train=False), relabel=True)
+        loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
+        return loader
+
+    # ------------------------------------------------------------------ hooks
+    def build_hooks(self):
+        ret = super().build_hooks()
+        model = unwrap(self.model)
+        r = self.cfg.MODEL.RGANET
+        if getattr(model, "region_head", None) is not None and r.STAGE == "reid":
+            ret.insert(0, MemoryBankHook(self._memory_init_loader, r.MEMORY.INIT,
+                                         r.MEMORY.INIT_MAX_IMAGES))
+        if r.STAGE == "prompt":
+            idx = next((i for i, h in enumerate(ret) if isinstance(h, PeriodicCheckpointer)), len(ret))
+            ret.insert(idx, PromptCacheHook())
+        return ret
+
+    # ------------------------------------------------------------------ evaluation
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return data_build.build_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_dir=None):
+        from ..evaluation import WeightedRegionEvaluator
+        from ..modeling.outputs import FeatureLayout
+
+        data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
+        layout = cls._eval_layout
+        if layout is None:
+            raise RuntimeError("RGANetTrainer.build_evaluator needs the model's layout: call "
+                               "RGANetTrainer.test(cfg, model)")
+        if cfg.TEST.RGANET.GLOBAL_ONLY:
+            layout = FeatureLayout(layout.global_dim)
+        return data_loader, WeightedRegionEvaluator(cfg, num_query, layout, output_dir)
+
+    @classmethod
+    def test(cls, cfg, model):
+        from ..modeling.outputs import FeatureLayout
+
+        inner = unwrap(model)
+        layout = getattr(inner, "layout", None)
+        if layout is None:  # a plain fast-reid model: its output is one global feature
+            layout = FeatureLayout(cfg.MODEL.HEADS.EMBEDDING_DIM or cfg.MODEL.BACKBONE.FEAT_DIM)
+        cls._eval_layout = layout
+        try:
+            return super().test(cfg, model)
+        finally:
+            cls._eval_layout = None

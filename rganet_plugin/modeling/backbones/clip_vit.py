@@ -1,0 +1,130 @@
+"""CLIP ViT image encoder as a fast-reid backbone (``build_clip_vit_backbone``).
+
+Output: the patch-token feature map ``F`` of shape ``(B, d, H, W)`` in CLIP's joint image-text
+space (tokens go through CLIP's ``ln_post`` and ``proj``, as the pooled CLIP image feature does),
+so region heads can compare pixels with text prototypes by cosine similarity. ``forward`` returns
+``F`` alone, which fast-reid's own heads (``EmbeddingHead``: GAP + BNNeck) accept unchanged;
+:meth:`CLIPViTBackbone.forward_features` also returns the global feature.
+
+Global feature: ``gap`` (default) is the average of the patch tokens, the paper's ``F_g = GAP(F)``;
+``cls`` uses the projected class token, as CLIP-ReID does.
+
+Options as in TransReID / CLIP-ReID: overlapping patches (``CLIP.STRIDE`` < patch size; the
+position embedding is interpolated to the new grid) and a side-information embedding of camera ids
+(``CLIP.SIE``), which the RGANet meta-architecture passes through.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Optional
+
+import torch
+from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
+from torch import nn
+
+from .clip_text import CLIPTextTower
+from .clip_weights import (build_clip_model, clip_embed_dim, interpolate_pos_embed,
+                           optional_path, patch_grid)
+
+logger = logging.getLogger(__name__)
+
+
+class CLIPViTBackbone(nn.Module):
+    accepts_camids = True
+
+    def __init__(self, clip_model, model_name: str, image_size=(256, 128), stride: int = 0,
+                 num_cameras: int = 0, sie_coe: float = 3.0, global_feat: str = "gap",
+                 freeze: bool = False):
+        super().__init__()
+        visual = clip_model.visual
+        if not hasattr(visual, "conv1"):
+            raise ValueError(f"{model_name} is not a ViT CLIP model (no patch embedding)")
+        self.model_name = model_name
+        self.conv1 = visual.conv1
+        self.class_embedding = visual.class_embedding
+        self.ln_pre = visual.ln_pre
+        self.transformer = visual.transformer
+        self.ln_post = visual.ln_post
+        self.proj = visual.proj
+        self.width = visual.transformer.width
+        self.feat_dim = clip_embed_dim(clip_model)
+        self.global_feat = global_feat
+
+        patch = self.conv1.kernel_size[0]
+        stride = stride or patch
+        old_grid = tuple(visual.grid_size)
+        self.grid = patch_grid(tuple(image_size), patch, stride)
+        if stride != patch:
+            self.conv1.stride = (stride, stride)
+        self.positional_embedding = nn.Parameter(
+            interpolate_pos_embed(visual.positional_embedding.data, old_grid, self.grid))
+
+        self.sie_coe = sie_coe
+        if num_cameras > 0:
+            self.sie_embed = nn.Parameter(torch.zeros(num_cameras, self.width))
+            nn.init.trunc_normal_(self.sie_embed, std=0.02)
+        else:
+            self.sie_embed = None
+
+        # The text tower rides along, outside the module tree (see clip_text.py).
+        self._text_tower = [CLIPTextTower(clip_model, model_name)]
+        if freeze:
+            for p in self.parameters():
+                p.requires_grad_(False)
+
+    @property
+    def text_tower(self) -> CLIPTextTower:
+        return self._text_tower[0]
+
+    def forward_features(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None
+                         ) -> Dict[str, torch.Tensor]:
+        b = x.shape[0]
+        x = self.conv1(x)  # (B, width, gh, gw)
+        gh, gw = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(b, 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        if self.sie_embed is not None and camids is not None:
+            x = x + self.sie_coe * self.sie_embed[camids.long()].unsqueeze(1).to(x.dtype)
+        x = self.ln_pre(x)
+        x = self.transformer(x)
+        x = self.ln_post(x)
+        if self.proj is not None:
+            x = x @ self.proj
+        tokens = x[:, 1:]
+        fmap = tokens.transpose(1, 2).reshape(b, -1, gh, gw)
+        glob = x[:, 0] if self.global_feat == "cls" else tokens.mean(dim=1)
+        return {"feature_map": fmap, "global": glob}
+
+    def forward(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.forward_features(x, camids)["feature_map"]
+
+
+def clip_model_from_cfg(cfg, name: Optional[str] = None, pretrain_path: Optional[str] = None,
+                        pretrained_tag: Optional[str] = None, pretrain: Optional[bool] = None):
+    c = cfg.MODEL.BACKBONE
+    return build_clip_model(
+        name or c.CLIP.NAME,
+        cfg.INPUT.SIZE_TRAIN,
+        pretrain=c.PRETRAIN if pretrain is None else pretrain,
+        pretrain_path=optional_path(c.PRETRAIN_PATH if pretrain_path is None else pretrain_path),
+        pretrained_tag=c.CLIP.PRETRAINED_TAG if pretrained_tag is None else pretrained_tag,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_clip_vit_backbone(cfg) -> CLIPViTBackbone:
+    """``MODEL.BACKBONE.NAME: build_clip_vit_backbone``; options under ``MODEL.BACKBONE.CLIP``."""
+    c = cfg.MODEL.BACKBONE.CLIP
+    model = clip_model_from_cfg(cfg)
+    num_cams = c.SIE.NUM_CAMERAS if c.SIE.ENABLED else 0
+    if c.SIE.ENABLED and num_cams <= 0:
+        raise ValueError("MODEL.BACKBONE.CLIP.SIE.ENABLED needs SIE.NUM_CAMERAS > 0 (the trainer "
+                         "fills it in from the training set)")
+    backbone = CLIPViTBackbone(model, c.NAME, image_size=cfg.INPUT.SIZE_TRAIN, stride=c.STRIDE,
+                               num_cameras=num_cams, sie_coe=c.SIE.COE, global_feat=c.GLOBAL_FEAT,
+                               freeze=c.FREEZE)
+    if backbone.feat_dim != cfg.MODEL.BACKBONE.FEAT_DIM:
+        logger.info("CLIP %s joint space has %d dims (MODEL.BACKBONE.FEAT_DIM=%d is overridden by "
+                    "the meta-architecture)", c.NAME, backbone.feat_dim, cfg.MODEL.BACKBONE.FEAT_DIM)
+    return backbone

@@ -1,0 +1,83 @@
+"""Text prompts that turn body-region class names into prototypes (Sec. III-C, Table VI).
+
+* :class:`TemplatePrompts`: a hand-crafted template, ``"a {} part of a person."`` by default.
+  The five templates of the paper's Table VI are in :data:`TABLE_VI_TEMPLATES`.
+* :class:`LearnablePrompts`: CoOp context ``[V]_1 .. [V]_K [CLASS].`` with ``K`` learnable
+  word embeddings shared by all classes, placed before the class token.
+
+Both produce prototypes ``(N, d)`` through CLIP's frozen text tower.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from ..backbones.clip_text import CLIPTextTower
+
+TABLE_VI_TEMPLATES = {
+    "photo": "a photo of a {}.",
+    "person_photo": "a person photo of a {}.",
+    "photo_part": "a photo of a {} part of a person.",
+    "part": "a {} part of a person.",
+}
+
+
+class TemplatePrompts(nn.Module):
+    learnable = False
+
+    def __init__(self, class_names: List[str], template: str):
+        super().__init__()
+        self.class_names = list(class_names)
+        self.template = template
+
+    def texts(self) -> List[str]:
+        return [self.template.format(c) for c in self.class_names]
+
+    def forward(self, tower: CLIPTextTower) -> torch.Tensor:
+        return tower.encode_text(self.texts())
+
+
+class LearnablePrompts(nn.Module):
+    """CoOp: ``[SOS] [V]_1..[V]_K [CLASS tokens] . [EOS]`` with learnable ``[V]``."""
+
+    learnable = True
+
+    def __init__(self, class_names: List[str], tower: CLIPTextTower, n_ctx: int = 8,
+                 ctx_init: str = ""):
+        super().__init__()
+        self.class_names = list(class_names)
+        self.n_ctx = n_ctx
+        width = tower.width
+        placeholder = " ".join(["X"] * n_ctx)
+        prompts = [f"{placeholder} {name}." for name in self.class_names]
+        tokens = tower.tokenize(prompts)  # (N, L)
+        with torch.no_grad():
+            emb = tower.embed_tokens(tokens).float().cpu()
+        if ctx_init:
+            words = ctx_init.strip().split()
+            if len(words) != n_ctx:
+                raise ValueError(f"PROMPT.CTX_INIT {ctx_init!r} has {len(words)} words but N_CTX is "
+                                 f"{n_ctx}")
+            init_tokens = tower.tokenize([ctx_init])
+            with torch.no_grad():
+                ctx = tower.embed_tokens(init_tokens)[0, 1: 1 + n_ctx].float().cpu().clone()
+        else:
+            ctx = torch.empty(n_ctx, width)
+            nn.init.normal_(ctx, std=0.02)
+        self.ctx = nn.Parameter(ctx)
+        self.register_buffer("token_prefix", emb[:, :1].clone())  # SOS
+        self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone())  # CLASS . EOS pad
+        self.register_buffer("tokens", tokens, persistent=False)
+
+    def texts(self) -> List[str]:
+        return [f"[V]x{self.n_ctx} {c}." for c in self.class_names]
+
+    def forward(self, tower: CLIPTextTower) -> torch.Tensor:
+        n = self.token_prefix.shape[0]
+        ctx = self.ctx.unsqueeze(0).expand(n, -1, -1)
+        dev = tower.token_embedding.weight.device
+        prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1).to(dev)
+        return tower.encode_embeddings(prompts.to(tower.token_embedding.weight.dtype),
+                                       self.tokens.to(dev))

@@ -1,0 +1,96 @@
+"""The training / evaluation entry point behind ``projects/RGANet/train_net.py``."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
+from fastreid.engine import default_argument_parser, default_setup, launch
+from fastreid.utils import comm
+from fastreid.utils.checkpoint import Checkpointer
+
+from ..config import load_config, resolve_device
+from ..config.setup import ConfigError
+from ..engine import RGANetTrainer
+from ..engine.checkpoint import check_checkpoint
+
+logger = logging.getLogger("rganet_plugin")
+
+
+def setup(args):
+    cfg = load_config(args.config_file, args.opts)
+    resolve_device(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def needs_prompt_stage(cfg) -> bool:
+    r = cfg.MODEL.RGANET
+    return (r.STAGE == "reid" and r.REGION_MODE == "rgm" and r.PROMPT.TYPE == "learnable"
+            and r.PROMPT.AUTO_STAGE1 and not cfg.MODEL.WEIGHTS)
+
+
+def prompt_stage_cfg(cfg):
+    """Stage 1 of a stage-2 config: same model and data, L_seg only, its own output folder."""
+    c = cfg.clone()
+    c.defrost()
+    c.MODEL.RGANET.STAGE = "prompt"
+    c.SOLVER.MAX_EPOCH = cfg.MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH
+    c.SOLVER.BASE_LR = cfg.MODEL.RGANET.PROMPT.STAGE1.BASE_LR
+    c.SOLVER.STEPS = []
+    c.SOLVER.WARMUP_ITERS = 0
+    c.SOLVER.CHECKPOINT_PERIOD = max(c.SOLVER.MAX_EPOCH, 1)
+    c.TEST.EVAL_PERIOD = 10 ** 9  # no ReID evaluation in stage 1 (the final one still runs)
+    c.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "prompt_stage")
+    c.freeze()
+    return c
+
+
+def train_prompt_stage(cfg, resume: bool = False) -> str:
+    c = prompt_stage_cfg(cfg)
+    final = os.path.join(c.OUTPUT_DIR, "model_final.pth")
+    if os.path.isfile(final):
+        logger.info("Stage 1 (prompt learning) already done: %s", final)
+        return final
+    logger.info("Stage 1: learning the prompt context (%d epochs) into %s", c.SOLVER.MAX_EPOCH,
+                c.OUTPUT_DIR)
+    trainer = RGANetTrainer(c)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    comm.synchronize()
+    return final
+
+
+def run(args):
+    cfg = setup(args)
+    if args.eval_only:
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        model = RGANetTrainer.build_model(cfg)
+        check_checkpoint(model, cfg.MODEL.WEIGHTS, strict=True)
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        return RGANetTrainer.test(cfg, model)
+    if needs_prompt_stage(cfg):
+        weights = train_prompt_stage(cfg, resume=args.resume)
+        cfg.defrost()
+        cfg.MODEL.WEIGHTS = weights
+        cfg.freeze()
+    trainer = RGANetTrainer(cfg)
+    if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
+        check_checkpoint(trainer.model if not hasattr(trainer.model, "module") else trainer.model.module,
+                         cfg.MODEL.WEIGHTS, strict=False)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def main(argv=None) -> int:
+    args = default_argument_parser().parse_args(argv)
+    try:
+        launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
