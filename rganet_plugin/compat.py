@@ -190,35 +190,41 @@ def _faiss_has_gpu() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def _patch_launch_cpu() -> None:
+_ORIGINAL_WORKER = None
+
+
+def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
+                        dist_url, args):
+    """fast-reid's worker, with the gloo backend and no CUDA calls when there is no GPU.
+    Module-level so that ``torch.multiprocessing.spawn`` can pickle it."""
     import torch
     import torch.distributed as dist
 
-    import fastreid.engine  # noqa: F401  (the package re-exports a function named `launch`)
     from fastreid.utils import comm
 
+    if torch.cuda.is_available() and os.environ.get("RGANET_FORCE_GLOO") != "1":
+        return _ORIGINAL_WORKER(local_rank, main_func, world_size, num_gpus_per_machine,
+                                machine_rank, dist_url, args)
+    global_rank = machine_rank * num_gpus_per_machine + local_rank
+    dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
+                            rank=global_rank)
+    comm.synchronize()
+    num_machines = world_size // num_gpus_per_machine
+    for i in range(num_machines):
+        ranks_on_i = list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine))
+        pg = dist.new_group(ranks_on_i)
+        if i == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = pg
+    main_func(*args)
+
+
+def _patch_launch_cpu() -> None:
+    global _ORIGINAL_WORKER
+    import fastreid.engine  # noqa: F401  (the package re-exports a function named `launch`)
+
     launch_mod = sys.modules["fastreid.engine.launch"]
-
-    original = launch_mod._distributed_worker
-
-    def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
-                            dist_url, args):
-        if torch.cuda.is_available() and os.environ.get("RGANET_FORCE_GLOO") != "1":
-            return original(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
-                            dist_url, args)
-        global_rank = machine_rank * num_gpus_per_machine + local_rank
-        dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
-                                rank=global_rank)
-        comm.synchronize()
-        num_machines = world_size // num_gpus_per_machine
-        for i in range(num_machines):
-            ranks_on_i = list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine))
-            pg = dist.new_group(ranks_on_i)
-            if i == machine_rank:
-                comm._LOCAL_PROCESS_GROUP = pg
-        main_func(*args)
-
-    _distributed_worker.__wrapped__ = original
+    if launch_mod._distributed_worker is not _distributed_worker:
+        _ORIGINAL_WORKER = launch_mod._distributed_worker
     launch_mod._distributed_worker = _distributed_worker
 
 

@@ -1,0 +1,228 @@
+"""Each fast-reid compatibility patch: the symptom appears without it (in a subprocess that skips
+just that patch) and is gone with it (in this process, where every patch is applied)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from rganet_plugin import compat
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_without(patch, code, tmp_path):
+    env = dict(os.environ, RGANET_COMPAT_SKIP=patch, CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = tmp_path / f"no_{patch}.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=str(tmp_path), timeout=300)
+
+
+def test_every_patch_is_applied():
+    assert set(compat.apply()) == set(compat.PATCHES)
+
+
+def test_unknown_patch_name_is_rejected():
+    with pytest.raises(KeyError, match="unknown compat patch"):
+        compat.apply(skip=["no_such_patch"])
+
+
+def test_collections_abc(tmp_path):
+    r = run_without("collections_abc", "import rganet_plugin\n", tmp_path)
+    assert r.returncode != 0 and "cannot import name 'Mapping'" in r.stderr
+    import fastreid.evaluation.testing  # noqa: F401  (imports `Mapping` from collections)
+
+
+def test_torch_six(tmp_path):
+    r = run_without("torch_six", "import rganet_plugin\n", tmp_path)
+    assert r.returncode != 0 and "torch._six" in r.stderr
+    from fastreid.data.build import string_classes
+
+    assert isinstance("x", string_classes)
+
+
+LOADER = """
+import torch, rganet_plugin
+from fastreid.data.build import build_reid_test_loader
+from fastreid.data.common import CommDataset
+from PIL import Image
+Image.new('RGB', (8, 16)).save('a.jpg')
+loader, _ = build_reid_test_loader(test_set=CommDataset([('a.jpg', 1, 0)], None, relabel=False),
+                                   test_batch_size=1, num_query=1, num_workers=0)
+for b in loader:
+    print('BATCH', type(b).__name__)
+"""
+
+
+def test_dataloader(tmp_path):
+    r = run_without("dataloader", LOADER, tmp_path)
+    assert r.returncode != 0
+    assert any(s in r.stderr for s in ("CUDA", "cuda", "NVIDIA")), r.stderr[-2000:]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        import torchvision.transforms as T
+        from fastreid.data.build import build_reid_test_loader
+        from fastreid.data.common import CommDataset
+        from PIL import Image
+
+        Image.new("RGB", (8, 16)).save("a.jpg")
+        ds = CommDataset([("a.jpg", 1, 0)], T.ToTensor(), relabel=False)
+        loader, _ = build_reid_test_loader(test_set=ds, test_batch_size=1, num_query=1,
+                                           num_workers=0)
+        batches = list(loader)
+    finally:
+        os.chdir(cwd)
+    assert len(batches) == 1 and batches[0]["images"].shape == (1, 3, 16, 8)
+
+
+def test_output_dir(tmp_path):
+    code = f"""
+    import rganet_plugin
+    from fastreid.config import get_cfg
+    from fastreid.engine import DefaultTrainer
+    cfg = get_cfg(); cfg.OUTPUT_DIR = {str(tmp_path / 'fresh' / 'out')!r}
+    DefaultTrainer.auto_scale_hyperparams(cfg, 10)
+    """
+    r = run_without("output_dir", code, tmp_path)
+    assert r.returncode != 0 and "FileNotFoundError" in r.stderr
+    from fastreid.config import get_cfg
+    from fastreid.engine import DefaultTrainer
+
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path / "fresh2" / "out")
+    out = DefaultTrainer.auto_scale_hyperparams(cfg, 10)
+    assert out.MODEL.HEADS.NUM_CLASSES == 10
+    assert (tmp_path / "fresh2" / "out" / "config.yaml").is_file()
+
+
+def test_rank_tool(tmp_path):
+    # Without the patch fast-reid runs `make` in site-packages and exits the interpreter when it
+    # fails; we stand in for the failing `make` so nothing is written into site-packages.
+    code = """
+    import subprocess
+    subprocess.run = lambda *a, **k: subprocess.CompletedProcess(a, 2)
+    import rganet_plugin
+    from fastreid.config import get_cfg
+    from fastreid.evaluation import ReidEvaluator
+    ReidEvaluator(get_cfg(), 1)
+    print('SURVIVED')
+    """
+    r = run_without("rank_tool", code, tmp_path)
+    assert "SURVIVED" not in r.stdout and "Making cython reid evaluation module failed" in r.stdout
+    from fastreid.config import get_cfg
+    from fastreid.evaluation import ReidEvaluator
+    from fastreid.evaluation.rank_cylib import compile_helper
+
+    ReidEvaluator(get_cfg(), 1)  # no build, no exit
+    with pytest.raises(RuntimeError, match="never builds it at run time"):
+        compile_helper()
+
+
+RERANK = """
+import torch, rganet_plugin
+from fastreid.utils.compute_dist import build_dist
+torch.manual_seed(0)
+q, g = torch.randn(5, 8), torch.randn(30, 8)
+d = build_dist(q, g, 'jaccard', k1=6, k2=3)
+print('SHAPE', d.shape)
+"""
+
+
+def test_rerank_cpu(tmp_path):
+    r = run_without("rerank_cpu", RERANK, tmp_path)
+    assert r.returncode != 0 and "SHAPE" not in r.stdout
+    from fastreid.utils.compute_dist import build_dist
+
+    torch.manual_seed(0)
+    d = build_dist(torch.randn(5, 8), torch.randn(30, 8), "jaccard", k1=6, k2=3)
+    assert d.shape == (5, 30) and np.isfinite(d).all() and (d >= 0).all() and (d <= 1).all()
+
+
+def _write_rank(out_dir):
+    import torch.distributed as dist
+
+    with open(os.path.join(out_dir, f"rank{dist.get_rank()}"), "w") as f:
+        f.write(dist.get_backend())
+
+
+LAUNCH = """
+import os, rganet_plugin
+from fastreid.engine import launch
+def work(out):
+    import torch.distributed as dist
+    open(os.path.join(out, f"rank{dist.get_rank()}"), "w").write(dist.get_backend())
+if __name__ == "__main__":
+    launch(work, 2, dist_url="auto", args=(os.getcwd(),))
+"""
+
+
+def test_launch_cpu(tmp_path):
+    r = run_without("launch_cpu", LAUNCH, tmp_path)
+    assert r.returncode != 0 and "cuda is not available" in r.stderr
+    assert not (tmp_path / "rank0").exists()
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (ok / "launch.py").write_text(textwrap.dedent(LAUNCH))
+    r = subprocess.run([sys.executable, "launch.py"], cwd=str(ok), env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (ok / "rank0").read_text() == "gloo" and (ok / "rank1").read_text() == "gloo"
+
+
+DDP = """
+import torch, torch.distributed as dist, rganet_plugin
+from fastreid.engine import defaults
+dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}', world_size=1, rank=0)
+m = defaults.DistributedDataParallel(torch.nn.Linear(2, 2), device_ids=[0], broadcast_buffers=False)
+print('WRAPPED', type(m).__name__)
+"""
+
+
+def _free_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def test_ddp_cpu(tmp_path):
+    r = run_without("ddp_cpu", DDP.format(port=_free_port()), tmp_path)
+    assert r.returncode != 0 and "device_ids" in r.stderr
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (tmp_path / "ddp_ok.py").write_text(textwrap.dedent(DDP.format(port=_free_port())))
+    r = subprocess.run([sys.executable, "ddp_ok.py"], cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "WRAPPED DistributedDataParallel" in r.stdout, r.stderr[-2000:]
+
+
+CKPT = """
+import numpy as np, torch, rganet_plugin
+from fastreid.utils.checkpoint import Checkpointer
+m = torch.nn.Linear(2, 2)
+torch.save({{'model': m.state_dict(), 'epoch': np.int64(3)}}, {path!r})
+ck = Checkpointer(m).load({path!r})
+print('EPOCH', ck['epoch'])
+"""
+
+
+def test_checkpoint_load(tmp_path):
+    path = str(tmp_path / "ck.pth")
+    r = run_without("checkpoint_load", CKPT.format(path=path), tmp_path)
+    assert r.returncode != 0 and "weights_only" in r.stderr
+    from fastreid.utils.checkpoint import Checkpointer
+
+    m = torch.nn.Linear(2, 2)
+    torch.save({"model": m.state_dict(), "epoch": np.int64(3)}, path)
+    assert int(Checkpointer(m).load(path)["epoch"]) == 3
