@@ -100,7 +100,8 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 32
     _C.DATASETS.SYNTHETIC.IMAGES_PER_ID = 8
     _C.DATASETS.SYNTHETIC.SEED = 0
-    # How unreadable images are handled: "skip" (warn, count, drop) or "error".
+    # How unreadable images are handled at scan time: "skip" (warn, count, drop), "error", or
+    # "off" (no check).
     _C.DATASETS.CORRUPT_IMAGES = "skip"
 
     # ---------------------------------------------------------------- test

@@ -65,7 +65,7 @@ _CHOICES = {
     "MODEL.RGANET.STAGE": ("reid", "prompt"),
     "MODEL.RGANET.MEMORY.INIT": ("stripes", "regions"),
     "MODEL.BACKBONE.CLIP.GLOBAL_FEAT": ("gap", "cls"),
-    "DATASETS.CORRUPT_IMAGES": ("skip", "error"),
+    "DATASETS.CORRUPT_IMAGES": ("skip", "error", "off"),
     "TEST.RGANET.SEARCH": ("dense", "faiss"),
 }
 

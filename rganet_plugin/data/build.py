@@ -38,7 +38,7 @@ def build_dataset(cfg, name: str, **extra):
     try:
         cls = DATASET_REGISTRY.get(name)
     except KeyError:
-        known = sorted(k for k, _ in DATASET_REGISTRY)
+        known = sorted(DATASET_REGISTRY._obj_map)
         raise KeyError(f"unknown dataset {name!r}; registered: {known}") from None
     return cls(root=dataset_root(cfg), **dataset_kwargs(cfg), **extra)
 

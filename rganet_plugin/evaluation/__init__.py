@@ -1,1 +1,27 @@
+"""Evaluation for RGANet: eq. (10) distances, vectorised ranking metrics, faiss top-k search,
+and the fast-reid evaluator that ties them together (see each module's docstring)."""
+from .distance import (  # noqa: F401
+    Features,
+    as_features,
+    global_distance,
+    weighted_embedding,
+    weighted_region_distance,
+    weighted_region_distance_naive,
+)
+from .faiss_search import TopK, evaluate_topk, search_topk, topk_query_ranks  # noqa: F401
+from .ranking import (  # noqa: F401
+    QueryRanks,
+    compute_query_ranks,
+    evaluate_rank,
+    ranks_to_metrics,
+    summarize,
+)
+from .weighted_region_evaluator import WeightedRegionEvaluator  # noqa: F401
 
+__all__ = [
+    "Features", "as_features", "global_distance", "weighted_embedding",
+    "weighted_region_distance", "weighted_region_distance_naive",
+    "TopK", "evaluate_topk", "search_topk", "topk_query_ranks",
+    "QueryRanks", "compute_query_ranks", "evaluate_rank", "ranks_to_metrics", "summarize",
+    "WeightedRegionEvaluator",
+]

@@ -48,6 +48,9 @@ class FeatureLayout:
                 f"{self.total_dim}")
         g = packed[:, : self.global_dim]
         n, r = self.num_regions, self.region_dim
+        if n == 0:
+            b = packed.shape[0]
+            return UnpackedFeatures(g, packed.new_zeros(b, 0, 0), packed.new_zeros(b, 0))
         regions = packed[:, self.global_dim: self.global_dim + n * r].reshape(-1, n, r)
         w = packed[:, self.global_dim + n * r:]
         return UnpackedFeatures(g, regions, w)

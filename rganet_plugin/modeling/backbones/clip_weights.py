@@ -96,7 +96,7 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     for k, v in obj.items():
         if k.startswith("module."):
             k = k[len("module."):]
-        if k in ("input_resolution", "context_length", "vocab_size"):
+        if k in ("input_resolution", "context_length", "vocab_size") or k.endswith("attn_mask"):
             continue
         state[k] = v
     return state

@@ -1,0 +1,124 @@
+"""The CLIP ViT backbone: shapes, joint space, stride/SIE options, and weight loading."""
+import pytest
+import torch
+from fastreid.modeling.backbones import build_backbone
+from safetensors.torch import save_file
+
+from rganet_plugin.modeling.backbones import CLIPWeightsError, build_clip_model
+from rganet_plugin.modeling.backbones.clip_weights import interpolate_pos_embed
+
+
+def test_feature_map_is_in_the_joint_space(make_cfg):
+    cfg = make_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_clip_vit_backbone"
+    bb = build_backbone(cfg).eval()
+    x = torch.randn(2, 3, 256, 128)
+    out = bb.forward_features(x)
+    assert out["feature_map"].shape == (2, 64, 16, 8)  # 16x8 grid at 256x128, d = embed_dim
+    assert torch.allclose(out["global"], out["feature_map"].mean(dim=(2, 3)), atol=1e-5)
+    # the projected class token equals open_clip's own pooled image feature
+    clip = build_clip_model("RGANet-Tiny-ViT", (256, 128))
+    bb2 = type(bb)(clip, "RGANet-Tiny-ViT", global_feat="cls").eval()
+    with torch.no_grad():
+        ref = clip.encode_image(x)
+        ours = bb2.forward_features(x)["global"]
+    assert torch.allclose(ours, ref, atol=1e-4)
+    assert torch.equal(bb(x), out["feature_map"])
+
+
+def test_overlapping_patches_and_sie(make_cfg):
+    cfg = make_cfg()
+    cfg.MODEL.BACKBONE.CLIP.STRIDE = 12
+    cfg.MODEL.BACKBONE.CLIP.SIE.ENABLED = True
+    cfg.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS = 3
+    bb = build_backbone(cfg).eval()
+    x = torch.randn(2, 3, 256, 128)
+    assert bb(x).shape == (2, 64, 21, 10)  # (256-16)//12+1, (128-16)//12+1
+    assert bb.positional_embedding.shape == (1 + 21 * 10, 64)
+    with torch.no_grad():
+        bb.sie_embed.normal_()
+        a = bb(x, camids=torch.tensor([0, 0]))
+        b = bb(x, camids=torch.tensor([2, 2]))
+    assert not torch.allclose(a, b)
+    cfg.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS = 0
+    with pytest.raises(ValueError, match="NUM_CAMERAS"):
+        build_backbone(cfg)
+
+
+def test_pos_embed_interpolation_keeps_class_token_and_shape():
+    pe = torch.randn(1 + 14 * 14, 8)
+    out = interpolate_pos_embed(pe, (14, 14), (16, 8))
+    assert out.shape == (1 + 128, 8) and torch.equal(out[0], pe[0])
+    # a constant grid stays constant under bicubic resizing
+    flat = torch.ones(1 + 4, 3)
+    assert torch.allclose(interpolate_pos_embed(flat, (2, 2), (4, 3))[1:], torch.ones(12, 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["bin", "safetensors", "wrapped"])
+def test_local_checkpoint_loads_and_is_resized(tmp_path, fmt):
+    # a "224" checkpoint (14x14 grid) loaded into the 256x128 model (16x8 grid)
+    src = build_clip_model("RGANet-Tiny-ViT", (224, 224))
+    state = src.state_dict()
+    if fmt == "bin":
+        path = tmp_path / "open_clip_model.bin"
+        torch.save(state, path)
+    elif fmt == "safetensors":
+        path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:  # DDP-style prefix inside a {'state_dict': ...} wrapper
+        path = tmp_path / "ckpt.pt"
+        torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, path)
+    model = build_clip_model("RGANet-Tiny-ViT", (256, 128), pretrain=True, pretrain_path=str(path))
+    assert model.visual.positional_embedding.shape == (129, 64)
+    assert torch.equal(model.visual.conv1.weight, src.visual.conv1.weight)
+    assert torch.equal(model.token_embedding.weight, src.token_embedding.weight)
+
+
+def test_openai_torchscript_checkpoint(tmp_path):
+    """OpenAI's .pt files are TorchScript archives with CLIP's key names."""
+    import open_clip
+
+    from rganet_plugin.modeling.backbones.clip_weights import register_plugin_model_configs
+
+    register_plugin_model_configs()
+    src = open_clip.create_model("RGANet-Tiny-ViT", pretrained=None, jit=True)
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(src, str(path))
+    model = build_clip_model("RGANet-Tiny-ViT", (256, 128), pretrain=True, pretrain_path=str(path))
+    assert torch.equal(model.visual.conv1.weight, src.state_dict()["visual.conv1.weight"])
+
+
+def test_missing_checkpoint_says_how_to_fix(tmp_path):
+    with pytest.raises(CLIPWeightsError, match="PRETRAIN_PATH"):
+        build_clip_model("RGANet-Tiny-ViT", (256, 128), pretrain=True,
+                         pretrain_path=str(tmp_path / "nope.pt"))
+
+
+def test_checkpoint_of_another_architecture_names_the_keys(tmp_path):
+    other = build_clip_model("RGANet-Small-ViT", (256, 128))
+    path = tmp_path / "small.bin"
+    torch.save(other.state_dict(), path)
+    with pytest.raises(CLIPWeightsError) as e:
+        build_clip_model("RGANet-Tiny-ViT", (256, 128), pretrain=True, pretrain_path=str(path))
+    msg = str(e.value)
+    assert "shape mismatches" in msg and "checkpoint (128" in msg and "vs model (64" in msg
+
+
+def test_unknown_architecture_and_offline_tag():
+    with pytest.raises(CLIPWeightsError, match="unknown CLIP architecture"):
+        build_clip_model("ViT-Nope", (256, 128))
+    # no network here: the hub download fails and the error says what to do instead
+    with pytest.raises(CLIPWeightsError, match="MODEL.BACKBONE.PRETRAIN_PATH"):
+        build_clip_model("RGANet-Tiny-ViT", (256, 128), pretrain=True,
+                         pretrained_tag="no-such-tag")
+
+
+def test_text_tower_is_outside_the_state_dict(make_cfg):
+    cfg = make_cfg()
+    bb = build_backbone(cfg)
+    keys = bb.state_dict().keys()
+    assert not any(k.startswith(("token_embedding", "ln_final", "text_projection")) for k in keys)
+    n_text = sum(p.numel() for p in bb.text_tower.parameters())
+    assert n_text > 0 and all(not p.requires_grad for p in bb.text_tower.parameters())
+    assert sum(p.numel() for p in bb.parameters()) < sum(
+        p.numel() for p in build_clip_model("RGANet-Tiny-ViT", (256, 128)).parameters())
