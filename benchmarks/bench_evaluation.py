@@ -26,8 +26,21 @@ import sys
 import time
 import warnings
 
-import numpy as np
-import torch
+
+def _early_threads(argv):
+    """--threads must reach the BLAS libraries (OpenBLAS in numpy, MKL in torch) before import."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--threads=") else (
+            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
+        if value and int(value) > 0:
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[var] = value
+
+
+_early_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

@@ -37,6 +37,11 @@ Patches (name: symptom without it):
 ``ddp_cpu``
     ``DefaultTrainer`` wraps the model as ``DistributedDataParallel(model,
     device_ids=[local_rank])``, which is invalid for a CPU module; on CPU ``device_ids`` is dropped.
+``zero_grad``
+    fast-reid's ``build_optimizer`` packs the parameters into one flat buffer whose ``.grad`` the
+    parameters' gradients are views of (``ContiguousParams``); torch >= 2.0's
+    ``optimizer.zero_grad()`` sets gradients to ``None`` by default, which cuts that link: training
+    runs, the loss never moves, nothing learns. The optimizers it builds zero in place instead.
 ``checkpoint_load``
     torch >= 2.6 loads with ``weights_only=True`` by default, and fast-reid's own checkpoints
     (optimizer and scheduler state, numpy scalars) then fail to load on ``--resume``. Files written
@@ -242,6 +247,27 @@ def _patch_ddp_cpu() -> None:
     defaults.DistributedDataParallel = make_ddp
 
 
+def _patch_zero_grad() -> None:
+    import functools
+
+    import fastreid.solver as solver
+    import fastreid.solver.build as solver_build
+    from fastreid.engine import defaults
+
+    original = solver_build.build_optimizer
+
+    @functools.wraps(original)
+    def build_optimizer(cfg, model, contiguous=True):
+        optimizer, params = original(cfg, model, contiguous=contiguous)
+        optimizer.zero_grad = functools.partial(type(optimizer).zero_grad, optimizer,
+                                                set_to_none=False)
+        return optimizer, params
+
+    solver_build.build_optimizer = build_optimizer
+    solver.build_optimizer = build_optimizer
+    defaults.build_optimizer = build_optimizer
+
+
 def _patch_checkpoint_load() -> None:
     import torch
 
@@ -262,6 +288,7 @@ PATCHES: Dict[str, Callable[[], None]] = {
     "rerank_cpu": _patch_rerank_cpu,
     "launch_cpu": _patch_launch_cpu,
     "ddp_cpu": _patch_ddp_cpu,
+    "zero_grad": _patch_zero_grad,
     "checkpoint_load": _patch_checkpoint_load,
 }
 

@@ -226,3 +226,34 @@ def test_checkpoint_load(tmp_path):
     m = torch.nn.Linear(2, 2)
     torch.save({"model": m.state_dict(), "epoch": np.int64(3)}, path)
     assert int(Checkpointer(m).load(path)["epoch"]) == 3
+
+
+ZERO_GRAD = """
+import torch, rganet_plugin
+from fastreid.config import get_cfg
+from fastreid.solver import build_optimizer
+m = torch.nn.Linear(4, 2)
+cfg = get_cfg(); cfg.SOLVER.OPT = "Adam"; cfg.SOLVER.BASE_LR = 0.1
+opt, _ = build_optimizer(cfg, m)
+before = m.weight.detach().clone()
+opt.zero_grad(); m(torch.ones(3, 4)).sum().backward(); opt.step()
+print("MOVED", bool((m.weight - before).abs().sum() > 0))
+"""
+
+
+def test_zero_grad(tmp_path):
+    r = run_without("zero_grad", ZERO_GRAD, tmp_path)
+    assert r.returncode == 0 and "MOVED False" in r.stdout, r.stderr[-2000:]  # nothing learns
+    from fastreid.config import get_cfg
+    from fastreid.solver import build_optimizer
+
+    m = torch.nn.Linear(4, 2)
+    cfg = get_cfg()
+    cfg.SOLVER.OPT = "Adam"
+    cfg.SOLVER.BASE_LR = 0.1
+    opt, _ = build_optimizer(cfg, m)
+    before = m.weight.detach().clone()
+    opt.zero_grad()
+    m(torch.ones(3, 4)).sum().backward()
+    opt.step()
+    assert (m.weight - before).abs().sum() > 0

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 DeviceLike = Union[str, torch.device, None]
+_EPS = 1e-12  # as F.normalize
 
 # Which BLAS computes the big CPU matrix product. numpy's OpenBLAS uses AVX-512 on AMD CPUs where
 # torch's MKL falls back to AVX2: measured 1.7x faster on the project's AMD EPYC machine, and on
@@ -149,13 +150,19 @@ def weighted_embedding(x: Any, device: DeviceLike = "cpu") -> Tuple[torch.Tensor
     """
     f = as_features(x)
     dev = resolve_device(device)
-    g = F.normalize(f.global_feat.to(dev, torch.float32), p=2, dim=1)
+    g = f.global_feat.to(dev, torch.float32)
     w = f.weights.to(dev, torch.float32)
     if f.num_regions == 0:
-        return g.contiguous(), w
-    r = F.normalize(f.region_feats.to(dev, torch.float32), p=2, dim=2)
-    a = torch.cat([g, (r * w.unsqueeze(2)).reshape(r.shape[0], -1)], dim=1)
-    return a.contiguous(), w
+        return F.normalize(g, p=2, dim=1).contiguous(), w
+    r = f.region_feats.to(dev, torch.float32)
+    b, n, rd = r.shape
+    gd = g.shape[1]
+    a = torch.empty((b, gd + n * rd), dtype=torch.float32, device=dev)
+    # Written in place: [g / |g| | r_j * (w_j / |r_j|)], one pass over the features.
+    torch.div(g, g.norm(dim=1, keepdim=True).clamp_min_(_EPS), out=a[:, :gd])
+    scale = w / r.norm(dim=2).clamp_min_(_EPS)
+    torch.mul(r, scale.unsqueeze(2), out=a[:, gd:].view(b, n, rd))
+    return a, w
 
 
 @torch.no_grad()
