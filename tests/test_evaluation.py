@@ -9,8 +9,8 @@ import torch
 
 import rganet_plugin  # noqa: F401  (fast-reid compat patches)
 from rganet_plugin.config import get_rganet_cfg
-from rganet_plugin.evaluation import (WeightedRegionEvaluator, evaluate_rank, evaluate_topk,
-                                      global_distance, search_topk, weighted_region_distance,
+from rganet_plugin.evaluation import (WeightedRegionEvaluator, evaluate_rank, global_distance,
+                                      search_topk, weighted_region_distance,
                                       weighted_region_distance_naive)
 from rganet_plugin.modeling.outputs import FeatureLayout, UnpackedFeatures
 
@@ -105,13 +105,14 @@ def test_faiss_exact_topk_equals_dense_topk():
         assert top.certified.all()
         np.testing.assert_array_equal(top.indices, order)
         np.testing.assert_allclose(top.distances, np.take_along_axis(dense, order, 1), atol=1e-5)
-    # Default shortlist (2k): wherever the result is certified it equals the dense top-k.
+    # Default shortlist (2k) + threshold search: proven exact for every query.
     top = search_topk(q, g, k=k, use_gpu=False)
-    assert top.shortlist == 2 * k and top.certified.any()
+    assert top.shortlist == 2 * k and top.certified.all()
     dense = weighted_region_distance(q, g)
-    c = top.certified
-    np.testing.assert_allclose(top.distances[c],
-                               np.sort(dense, axis=1)[:, :k][c], atol=1e-5)
+    order = np.argsort(dense, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(top.indices, order)
+    # Without the threshold search (shortlist only) nothing is claimed.
+    assert search_topk(q, g, k=k, shortlist=k, refine=False, use_gpu=False).certified is None
 
 
 def test_faiss_approximate_indexes_run():
@@ -239,6 +240,32 @@ def test_evaluator_faiss_search_equals_dense_when_k_covers_gallery():
     assert ev.last_topk is not None and ev.last_distmat is None
     for key in dense:
         assert res[key] == pytest.approx(dense[key], abs=1e-4)
+
+
+def test_evaluator_gathers_predictions_from_all_processes(monkeypatch):
+    """Two ranks each process half of the batches; rank 0 evaluates everything, others get {}."""
+    from fastreid.utils import comm
+
+    rng = np.random.default_rng(10)
+    query, gallery = _synthetic(rng, noise=1.0)
+    single = WeightedRegionEvaluator(_cfg(), len(query[1]), LAYOUT)
+    expected = _run(single, query, gallery)
+
+    ranks = [WeightedRegionEvaluator(_cfg(), len(query[1]), LAYOUT) for _ in range(2)]
+    feats = torch.cat([query[0], gallery[0]])
+    pids = np.concatenate([query[1], gallery[1]])
+    cams = np.concatenate([query[2], gallery[2]])
+    half = len(feats) // 2  # batches in dataset order, as fast-reid's inference sampler
+    for ev, sl in zip(ranks, (slice(0, half), slice(half, None))):
+        ev.process({"targets": torch.as_tensor(pids[sl]), "camids": torch.as_tensor(cams[sl])},
+                   feats[sl])
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "synchronize", lambda: None)
+    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [r._predictions for r in ranks])
+    monkeypatch.setattr(comm, "is_main_process", lambda: True)
+    assert ranks[0].evaluate() == expected
+    monkeypatch.setattr(comm, "is_main_process", lambda: False)
+    assert ranks[1].evaluate() == {}
 
 
 def test_evaluator_errors_are_clear():

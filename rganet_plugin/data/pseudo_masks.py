@@ -61,7 +61,7 @@ class PseudoMaskDataset(CommDataset):
                  num_classes: int = 4):
         super().__init__(img_items, transform, relabel=True)
         self.size_hw = tuple(size_hw)
-        self.num_classes = num_classes
+        self.num_region_classes = num_classes
         self.mask_paths: List[str] = []
         missing = []
         for item in img_items:
@@ -81,7 +81,7 @@ class PseudoMaskDataset(CommDataset):
     def __getitem__(self, index):
         out = super().__getitem__(index)
         lab = read_label_map(self.mask_paths[index])
-        lab = np.where((lab > self.num_classes) & (lab != 255), 255, lab).astype(np.uint8)
+        lab = np.where((lab > self.num_region_classes) & (lab != 255), 255, lab).astype(np.uint8)
         h, w = self.size_hw
         lab = np.asarray(Image.fromarray(lab).resize((w, h), Image.NEAREST))
         out["masks"] = torch.from_numpy(lab.astype(np.int64))

@@ -26,7 +26,7 @@ accepted wherever tensors are.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Optional, Tuple, Union
+from typing import Any, NamedTuple, Tuple, Union
 
 import numpy as np
 import torch

@@ -6,18 +6,22 @@ both images. Its numerator is, though::
     d(q, g) = 1 - S(q, g) / (1 + W(q, g)),    S = A(q) . A(g),    W = w^q . w^g,
     A(x) = [x_g | w_1 x_1 | ... | w_N x_N]   (unit-normalised parts, see ``distance.py``)
 
-so the search is done in two steps:
+so the search is done in steps, all of them inner-product searches over the gallery vectors
+``[A(g) | w^g]`` (one faiss index):
 
-1. **Shortlist**: the ``k' >= k`` gallery items with the largest ``S`` (a faiss inner-product
-   index over ``A(g)``: exact ``Flat``, or approximate ``IVF{nlist},Flat`` / ``HNSW{M}``).
-2. **Re-score**: eq. (10) exactly on the shortlist, keep the ``k`` smallest distances.
+1. **Shortlist**: the ``k' >= k`` items with the largest numerator ``S`` (query ``[A(q) | 0]``),
+   re-scored exactly with eq. (10); ``tau`` = the k-th best similarity ``1 - d`` among them.
+2. **Threshold search**: ``S / (1 + W) >= tau`` is the same as ``S - tau W >= tau`` (as
+   ``1 + W > 0``), an inner product with the query ``[A(q) | -tau w^q]``. The true top-k all
+   have a similarity ``>= tau``, so they all score ``>= tau`` here. With an exact ``Flat`` index
+   the search is repeated with twice as many results until its last score is below ``tau``:
+   then every item that can be in the top-k has been retrieved and re-scored, and the result is
+   the dense top-k (up to float32 rounding, ``1e-5``). ``TopK.certified`` marks those queries
+   (all of them unless ``max_candidates`` stops the growth). In practice one round suffices.
 
-Since ``1 <= 1 + W``, an item outside an exact shortlist cannot beat the shortlist's ``k``-th
-distance when that distance is below ``1 - S_k'`` (``S_k'`` the last shortlisted score; for
-``S_k' < 0`` the bound uses the largest possible ``W``). ``TopK.certified`` marks the queries
-for which this proves the result equals the dense top-k (exact ``Flat`` index, non-negative
-confidences). With the global feature only (``N = 0`` or ``global_only``) ``S`` is the cosine and
-no re-scoring is needed.
+Approximate indexes (``IVF``, ``HNSW``) run each step once and give no guarantee
+(``certified = None``). With the global feature only (``N = 0`` or ``global_only``) ``S`` is the
+cosine and step 1 alone is exact.
 
 Index specification: a faiss factory string, optionally followed by ``|`` and faiss
 ``ParameterSpace`` settings, e.g. ``"Flat"``, ``"IVF1024,Flat|nprobe=32"``,
@@ -57,7 +61,7 @@ class TopK:
 
     distances: np.ndarray  # (Q, k) float32, eq. (10) (or cosine) distances, ascending; inf = none
     indices: np.ndarray  # (Q, k) int64 gallery indices; -1 = no result
-    certified: Optional[np.ndarray]  # (Q,) bool, see the module docstring; None if approximate
+    certified: Optional[np.ndarray]  # (Q,) bool: provably the dense top-k; None if approximate
     shortlist: int
     index_spec: str
     on_gpu: bool
@@ -140,24 +144,20 @@ def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool]
     return index, on_gpu
 
 
-def _certify(s_last: np.ndarray, d_kth: np.ndarray, w_q: np.ndarray, w_g: np.ndarray) -> np.ndarray:
-    """Queries whose re-scored top-k provably equals the dense eq. (10) top-k (exact shortlist)."""
-    if w_q.shape[1] == 0:
-        return np.ones(len(s_last), bool)
-    if (w_q < 0).any() or (w_g < 0).any():
-        return np.zeros(len(s_last), bool)
-    w_max = w_q @ w_g.max(0)  # the largest W(q, g) any gallery item can give
-    best_outside = np.where(s_last >= 0, s_last, s_last / (1.0 + w_max))  # largest S/(1+W) outside
-    return d_kth <= 1.0 - best_outside
+_TAU_EPS = 1e-5  # float32 rounding margin of the threshold test
 
 
 @torch.no_grad()
 def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Flat",
                 shortlist: Optional[int] = None, global_only: bool = False,
+                refine: bool = True, max_candidates: Optional[int] = None,
                 use_gpu: Optional[bool] = None, chunk_size: int = 4096) -> TopK:
-    """The ``k`` nearest gallery items of every query under eq. (10) (or cosine of the global
-    feature with ``global_only`` / ``N = 0``). ``shortlist``: ``k'`` candidates re-scored exactly
-    (default ``2k`` with regions, ``k`` without). See the module docstring.
+    """The ``k`` nearest gallery items of every query under eq. (10) (or the cosine of the global
+    feature with ``global_only`` / ``N = 0``). See the module docstring.
+
+    ``shortlist``: ``k'`` items of the first (numerator) search, default ``2k`` with regions.
+    ``refine``: run the threshold searches (exact for ``Flat``); ``max_candidates`` caps how far
+    they may grow for one query (default: the gallery size, i.e. always exact with ``Flat``).
     """
     qf, gf = as_features(query, "query"), as_features(gallery, "gallery")
     if global_only:
@@ -177,53 +177,98 @@ def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Fl
     if shortlist is None:
         shortlist = 2 * k if regions else k
     shortlist = min(max(shortlist, k), num_g)
-    timings = {}
+    max_candidates = num_g if max_candidates is None else min(max(max_candidates, k), num_g)
+    factory, _ = parse_index_spec(index_spec)
+    exact = _is_exact_flat(factory)
+    timings = {"index": 0.0, "search": 0.0, "rescore": 0.0}
 
     t0 = time.perf_counter()
     a_g, w_g = weighted_embedding(gf, "cpu")
     a_q, w_q = weighted_embedding(qf, "cpu")
-    a_g_np, a_q_np = a_g.numpy(), a_q.numpy()
-    factory, _ = parse_index_spec(index_spec)
-    index, on_gpu = build_index(a_g_np, index_spec, use_gpu=use_gpu, search_k=shortlist)
+    # Gallery vectors [A(g) | w^g]: the query [A(q) | 0] scores S, [A(q) | -tau w^q] S - tau W.
+    g_vec = torch.cat([a_g, w_g], 1) if regions else a_g
+    index, on_gpu = build_index(g_vec.numpy(), index_spec, use_gpu=use_gpu, search_k=shortlist)
+    raw_scores = _stores_raw_vectors(index)
     timings["index"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    scores, cand = index.search(a_q_np, shortlist)
-    timings["search"] = time.perf_counter() - t0
+    def search(rows: np.ndarray, tau: Optional[np.ndarray], n: int):
+        t = time.perf_counter()
+        extra = torch.zeros_like(w_q[rows]) if tau is None else \
+            -torch.from_numpy(tau.astype(np.float32))[:, None] * w_q[rows]
+        q_vec = torch.cat([a_q[rows], extra], 1) if regions else a_q[rows]
+        scores, cand = index.search(np.ascontiguousarray(q_vec.numpy()), n)
+        timings["search"] += time.perf_counter() - t
+        return scores, cand.astype(np.int64)
 
-    t0 = time.perf_counter()
-    cand = cand.astype(np.int64)
-    missing = cand < 0
-    safe = np.where(missing, 0, cand)
-    if not _stores_raw_vectors(index):  # compressed codes: recompute S from the full vectors
-        scores = np.empty(cand.shape, np.float32)
-        for s in range(0, num_q, max(1, chunk_size // 16)):
-            e = min(num_q, s + max(1, chunk_size // 16))
-            c = torch.from_numpy(safe[s:e])
-            scores[s:e] = torch.einsum("qd,qkd->qk", a_q[s:e], a_g[c]).numpy()
-    scores = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
-    if regions:
-        w = torch.einsum("qn,qkn->qk", w_q, w_g[torch.from_numpy(safe)])
-        dist = 1.0 - scores / (1.0 + w)
-    else:
-        dist = 1.0 - scores
-    dist[torch.from_numpy(missing)] = float("inf")
-    dist, order = torch.sort(dist, dim=1, stable=True)
-    dist, order = dist[:, :k].numpy(), order[:, :k].numpy()
-    indices = np.take_along_axis(cand, order, 1)
-    certified = None
-    if _is_exact_flat(factory):
-        if shortlist >= num_g:
-            certified = np.ones(num_q, bool)
-        else:
-            s_last = scores[:, -1].numpy().astype(np.float64)
-            certified = _certify(s_last, dist[:, -1].astype(np.float64), w_q.numpy(), w_g.numpy())
-    timings["rescore"] = time.perf_counter() - t0
+    def rescore(rows: np.ndarray, cand: np.ndarray, scores: np.ndarray,
+                tau: Optional[np.ndarray]) -> np.ndarray:
+        """Exact eq. (10) distances of the candidates (inf where faiss returned nothing)."""
+        t = time.perf_counter()
+        missing = cand < 0
+        safe = torch.from_numpy(np.where(missing, 0, cand))
+        w = torch.einsum("qn,qkn->qk", w_q[rows], w_g[safe]) if regions else None
+        if raw_scores:
+            s_ = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+            if tau is not None:  # the search scored S - tau W
+                s_ = s_ + torch.from_numpy(tau.astype(np.float32))[:, None] * w
+        else:  # compressed codes: recompute S from the full vectors
+            s_ = torch.empty(cand.shape, dtype=torch.float32)
+            step = max(1, chunk_size // 16)
+            for b in range(0, len(rows), step):
+                s_[b:b + step] = torch.einsum("qd,qkd->qk", a_q[rows[b:b + step]],
+                                              a_g[safe[b:b + step]])
+        dist = (1.0 - s_ / (1.0 + w)) if regions else (1.0 - s_)
+        dist[torch.from_numpy(missing)] = float("inf")
+        timings["rescore"] += time.perf_counter() - t
+        return dist.numpy()
+
+    all_rows = np.arange(num_q)
+    scores, cand = search(all_rows, None, shortlist)
+    dist = rescore(all_rows, cand, scores, None)
+    out_d, out_i = _top_k(dist, cand, k)
+    certified = np.ones(num_q, bool) if (exact and (not regions or shortlist >= num_g)) else None
+
+    if regions and refine and shortlist < num_g:
+        # Threshold pass: tau = k-th best similarity found so far. {g: S - tau W >= tau} is
+        # exactly {g: S / (1 + W) >= tau}, which holds the true top-k: fetch it with one more
+        # inner-product search, and grow that search until its last score is below tau.
+        certified = np.zeros(num_q, bool) if exact else None
+        tau = 1.0 - out_d[:, -1].astype(np.float64)
+        tau[~np.isfinite(tau)] = -1.0 - 1e-3  # fewer than k found: every item qualifies
+        pending, n = all_rows, min(max(shortlist, k + 16), max_candidates)
+        while len(pending):
+            s2, c2 = search(pending, tau[pending], n)
+            d2 = rescore(pending, c2, s2, tau[pending])
+            both_d = np.concatenate([out_d[pending], d2], 1)
+            both_i = np.concatenate([out_i[pending], c2], 1)
+            out_d[pending], out_i[pending] = _top_k(both_d, both_i, k)
+            if not exact:
+                break
+            done = (n >= num_g) | (c2[:, -1] < 0) | (s2[:, -1] < tau[pending] - _TAU_EPS)
+            certified[pending[done]] = True
+            pending = pending[~done]
+            if n >= max_candidates:
+                break
+            n = min(2 * n, max_candidates)
     if certified is not None and not certified.all():
-        logger.info("faiss top-%d: %d of %d queries not certified exact with a shortlist of %d",
-                    k, int((~certified).sum()), num_q, shortlist)
-    return TopK(dist.astype(np.float32), indices, certified, shortlist, str(index_spec), on_gpu,
+        logger.info("faiss top-%d: %d of %d queries not proven exact (max_candidates %d)",
+                    k, int((~certified).sum()), num_q, max_candidates)
+    return TopK(out_d.astype(np.float32), out_i, certified, shortlist, str(index_spec), on_gpu,
                 timings)
+
+
+def _top_k(dist: np.ndarray, cand: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The k smallest distances of each row (nearest first); duplicate candidates count once."""
+    by_index = np.argsort(cand, axis=1, kind="stable")
+    c = np.take_along_axis(cand, by_index, 1)
+    d = np.take_along_axis(dist, by_index, 1)
+    dup = np.zeros_like(c, dtype=bool)
+    dup[:, 1:] = (c[:, 1:] == c[:, :-1]) & (c[:, 1:] >= 0)
+    d = np.where(dup | (c < 0), np.inf, d)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    d, c = np.take_along_axis(d, order, 1), np.take_along_axis(c, order, 1)
+    c = np.where(np.isfinite(d), c, -1)
+    return d, c
 
 
 def topk_query_ranks(indices: Any, q_pids, g_pids, q_camids, g_camids) -> QueryRanks:

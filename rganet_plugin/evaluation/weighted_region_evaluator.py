@@ -29,7 +29,6 @@ import copy
 import itertools
 import logging
 import time
-from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np

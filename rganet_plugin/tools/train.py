@@ -9,11 +9,12 @@ import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.engine import default_argument_parser, default_setup, launch
 from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
+from fastreid.utils.logger import setup_logger
 
 from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
-from ..engine.checkpoint import check_checkpoint
+from ..engine.checkpoint import check_checkpoint, read_model_state
 
 logger = logging.getLogger("rganet_plugin")
 
@@ -23,7 +24,17 @@ def setup(args):
     resolve_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rganet_plugin",
+                 abbrev_name="rganet")
     return cfg
+
+
+def infer_num_classes(cfg, state) -> None:
+    """Training fills NUM_CLASSES in from the training set; evaluation takes it from the
+    checkpoint's ID classifier so the model can be built with the right shapes."""
+    w = state.get("heads.weight")
+    if cfg.MODEL.HEADS.NUM_CLASSES == 0 and w is not None:
+        cfg.MODEL.HEADS.NUM_CLASSES = int(w.shape[0])
 
 
 def needs_prompt_stage(cfg) -> bool:
@@ -68,6 +79,7 @@ def run(args):
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
+        infer_num_classes(cfg, read_model_state(cfg.MODEL.WEIGHTS))
         model = RGANetTrainer.build_model(cfg)
         check_checkpoint(model, cfg.MODEL.WEIGHTS, strict=True)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)

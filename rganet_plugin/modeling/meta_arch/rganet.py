@@ -195,9 +195,13 @@ class RGANet(nn.Module):
         if labels.shape[-2:] != all_masks.shape[-2:]:
             labels = F.interpolate(labels[:, None].float(), size=all_masks.shape[-2:],
                                    mode="nearest")[:, 0].long()
-        return {"loss_seg": segmentation_loss(all_masks, labels,
-                                              include_background=self.seg_include_bg)
-                * self.seg_scale}
+        loss = segmentation_loss(all_masks, labels, include_background=self.seg_include_bg)
+        loss = loss * self.seg_scale
+        try:  # fast-reid logs single-loss dicts only as total_loss; keep the name visible
+            get_event_storage().put_scalar("loss_seg", loss.detach().item())
+        except AssertionError:
+            pass
+        return {"loss_seg": loss}
 
     def _log_region_stats(self, r_out) -> None:
         try:

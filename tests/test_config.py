@@ -1,0 +1,88 @@
+"""Configs: every shipped YAML loads; bad keys, values and devices get clear errors."""
+import glob
+import os
+
+import pytest
+
+from rganet_plugin.config import load_config, resolve_device
+from rganet_plugin.config.setup import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.MODEL.META_ARCHITECTURE == "RGANet"
+
+
+def test_ablation_rows_are_configs():
+    rows = {
+        "baseline": ("none", None, None), "stripes": ("stripes", False, False),
+        "stripes_dai": ("stripes", True, False), "stripes_iai": ("stripes", False, True),
+        "stripes_dai_iai": ("stripes", True, True), "rgm": ("rgm", False, False),
+        "rgm_dai": ("rgm", True, False), "rgm_iai": ("rgm", False, True),
+        "rganet": ("rgm", True, True),
+    }
+    for name, (mode, dai, iai) in rows.items():
+        cfg = load_config(os.path.join(ROOT, "configs", "OccludedDuke", f"{name}.yml"))
+        assert cfg.MODEL.RGANET.REGION_MODE == mode, name
+        if dai is not None:
+            assert (cfg.MODEL.RGANET.RAM.DAI, cfg.MODEL.RGANET.RAM.IAI) == (dai, iai), name
+        assert cfg.DATASETS.NAMES == ("OccludedDuke",)
+    templates = set()
+    for p in glob.glob(os.path.join(ROOT, "configs", "OccludedDuke", "rgm_prompt_*.yml")):
+        c = load_config(p)
+        assert c.MODEL.RGANET.PROMPT.TYPE == "template" and not c.MODEL.RGANET.RAM.DAI
+        templates.add(c.MODEL.RGANET.PROMPT.TEMPLATE)
+    assert templates == {"a photo of a {}.", "a person photo of a {}.",
+                         "a photo of a {} part of a person.", "a {} part of a person."}
+
+
+def test_paper_hyperparameters_are_the_defaults():
+    cfg = load_config(os.path.join(ROOT, "configs", "OccludedDuke", "rganet.yml"))
+    r = cfg.MODEL.RGANET
+    assert (len(r.CLASS_NAMES), r.GAMMA, r.PROMPT.N_CTX, r.MEMORY.MOMENTUM) == (4, 20.0, 8, 0.3)
+    assert r.MEMORY.ALPHA_THRESH == 0.85
+    s = cfg.SOLVER
+    assert (s.OPT, s.BASE_LR, s.WEIGHT_DECAY, s.IMS_PER_BATCH, s.MAX_EPOCH, list(s.STEPS)) == (
+        "Adam", 5e-5, 5e-4, 64, 120, [40, 70])
+    assert cfg.DATALOADER.NUM_INSTANCE == 4 and list(cfg.INPUT.SIZE_TRAIN) == [256, 128]
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    p = tmp_path / "bad.yml"
+    p.write_text(f"_BASE_: {os.path.join(ROOT, 'configs', 'Base-RGANet.yml')}\n"
+                 "MODEL:\n  RGANET:\n    GAMA: 3.0\n")
+    with pytest.raises(ConfigError, match="MODEL.RGANET.GAMA"):
+        load_config(str(p))
+
+
+def test_unknown_key_on_command_line_is_named():
+    with pytest.raises(ConfigError, match="MODEL.RGANET.NOPE"):
+        load_config("", ["MODEL.RGANET.NOPE", "1"])
+
+
+def test_missing_file_and_bad_values():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/nope.yml")
+    with pytest.raises(ConfigError, match="REGION_MODE"):
+        load_config("", ["MODEL.RGANET.REGION_MODE", "blobs"])
+    with pytest.raises(ConfigError, match="TEMPLATE"):
+        load_config("", ["MODEL.RGANET.PROMPT.TEMPLATE", "no placeholder"])
+    with pytest.raises(ConfigError, match="learnable"):
+        load_config("", ["MODEL.RGANET.STAGE", "prompt"])
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        load_config("", ["MODEL.RGANET.GAMMA"])
+
+
+def test_cuda_without_gpu_falls_back_with_a_warning(caplog, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config("", ["MODEL.DEVICE", "cuda"])
+    with caplog.at_level("WARNING"):
+        resolve_device(cfg)
+    assert cfg.MODEL.DEVICE == "cpu"
+    assert "no CUDA device" in caplog.text
