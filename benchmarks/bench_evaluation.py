@@ -68,7 +68,8 @@ def cpu_model() -> str:
 
 
 def make_data(num_query: int, num_gallery: int, seed: int = 0, num_regions: int = 4,
-              dim: int = 512, num_ids: int = 1110, num_query_ids: int = 519, num_cams: int = 8, noise: float = 2.6):
+              dim: int = 512, num_ids: int = 1110, num_query_ids: int = 519, num_cams: int = 8,
+              noise: float = 2.6):
     rng = np.random.default_rng(seed)
     num_ids = min(num_ids, num_gallery)
     num_query_ids = min(num_query_ids, num_ids, num_query)

@@ -203,7 +203,8 @@ def weighted_region_distance(q: Any, g: Any, chunk_size: int = 4096,
 
 
 @torch.no_grad()
-def weighted_region_distance_naive(q: Any, g: Any, dtype: torch.dtype = torch.float64) -> np.ndarray:
+def weighted_region_distance_naive(q: Any, g: Any,
+                                   dtype: torch.dtype = torch.float64) -> np.ndarray:
     """Eq. (10) read literally: one cosine-distance matrix per region, then the weighted average.
 
     The reference implementation (tests, benchmark). Runs on the CPU in ``dtype``.

@@ -102,7 +102,7 @@ def _stores_raw_vectors(index) -> bool:
 
 def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool] = None,
                 search_k: int = 100):
-    """An inner-product faiss index over ``vectors`` (trained if needed). Returns (index, on_gpu)."""
+    """An inner-product faiss index over ``vectors`` (trained if needed): (index, on_gpu)."""
     import faiss
 
     factory, params = parse_index_spec(spec)
@@ -111,7 +111,8 @@ def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool]
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        raise ValueError(f"faiss cannot build index {factory!r}: {str(e).splitlines()[-1]}") from None
+        reason = str(e).splitlines()[-1]
+        raise ValueError(f"faiss cannot build index {factory!r}: {reason}") from None
     m = re.match(r"IVF(\d+)", factory)
     if m and int(m.group(1)) > n:
         raise ValueError(
@@ -272,7 +273,7 @@ def _top_k(dist: np.ndarray, cand: np.ndarray, k: int) -> Tuple[np.ndarray, np.n
 
 
 def topk_query_ranks(indices: Any, q_pids, g_pids, q_camids, g_camids) -> QueryRanks:
-    """Per-query first hit / approximate AP / INP from top-k gallery lists (see module docstring)."""
+    """Per-query first hit, approximate AP and INP from top-k lists (see the module docstring)."""
     if isinstance(indices, TopK):
         indices = indices.indices
     indices = np.asarray(indices, dtype=np.int64)
@@ -284,7 +285,8 @@ def topk_query_ranks(indices: Any, q_pids, g_pids, q_camids, g_camids) -> QueryR
     if num_q == 0:
         raise ValueError("cannot evaluate ranking: the query set is empty")
     if len(q_pids) != num_q or len(q_camids) != num_q:
-        raise ValueError(f"{num_q} top-k rows but {len(q_pids)} query pids / {len(q_camids)} camids")
+        raise ValueError(
+            f"{num_q} top-k rows but {len(q_pids)} query pids / {len(q_camids)} camids")
     if len(g_pids) != len(g_camids) or len(g_pids) == 0:
         raise ValueError(f"gallery pids ({len(g_pids)}) and camids ({len(g_camids)}) must be "
                          "non-empty and of equal length")

@@ -18,7 +18,7 @@ arrays.
 
 Ties: when a positive or junk image ties exactly with another gallery image, its position
 depends on how the sort breaks ties. Rows with such a tie are detected (``searchsorted`` left vs
-right) and recomputed by the arg-sort route with ``np.argsort`` — the very call fast-reid makes —
+right) and recomputed by the arg-sort route with ``np.argsort``, the very call fast-reid makes,
 so even tied rows give fast-reid's numbers. ``method="argsort"`` uses that route for all rows.
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 
 def _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids):
     distmat = _to_numpy(distmat, "distmat")
-    q_pids, g_pids = _to_numpy(q_pids, "q_pids").reshape(-1), _to_numpy(g_pids, "g_pids").reshape(-1)
+    q_pids = _to_numpy(q_pids, "q_pids").reshape(-1)
+    g_pids = _to_numpy(g_pids, "g_pids").reshape(-1)
     q_camids = _to_numpy(q_camids, "q_camids").reshape(-1)
     g_camids = _to_numpy(g_camids, "g_camids").reshape(-1)
     if distmat.ndim != 2:

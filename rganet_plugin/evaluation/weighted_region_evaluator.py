@@ -48,7 +48,8 @@ __all__ = ["WeightedRegionEvaluator"]
 
 
 class WeightedRegionEvaluator(DatasetEvaluator):
-    def __init__(self, cfg, num_query: int, layout: FeatureLayout, output_dir: Optional[str] = None):
+    def __init__(self, cfg, num_query: int, layout: FeatureLayout,
+                 output_dir: Optional[str] = None):
         if not isinstance(layout, FeatureLayout):
             raise TypeError(f"layout must be a FeatureLayout, got {type(layout).__name__}")
         self.cfg = cfg
@@ -94,7 +95,8 @@ class WeightedRegionEvaluator(DatasetEvaluator):
                 "TEST.RGANET.GLOBAL_ONLY True to use it, or disable it for eq. (10)")
         if self.global_only:
             if self.metric not in ("cosine", "euclidean"):
-                raise ValueError(f"TEST.METRIC must be 'cosine' or 'euclidean', got {self.metric!r}")
+                raise ValueError(
+                    f"TEST.METRIC must be 'cosine' or 'euclidean', got {self.metric!r}")
             if self.search == "faiss" and self.metric != "cosine":
                 raise ValueError("TEST.RGANET.SEARCH = 'faiss' ranks by cosine: set TEST.METRIC "
                                  "'cosine'")
