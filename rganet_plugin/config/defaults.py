@@ -104,6 +104,10 @@ def add_rganet_config(cfg: CN) -> CN:
     # "off" (no check).
     _C.DATASETS.CORRUPT_IMAGES = "skip"
 
+    # ---------------------------------------------------------------- reproducibility
+    # Seed of python/numpy/torch RNGs (plus the process rank). -1 = fast-reid's time-based seed.
+    _C.SEED = -1
+
     # ---------------------------------------------------------------- test
     _C.TEST.RGANET = CN()
     # Rows of the query-gallery distance computed at once (memory bound: CHUNK x #gallery floats).

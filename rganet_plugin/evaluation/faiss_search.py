@@ -28,6 +28,8 @@ Index specification: a faiss factory string, optionally followed by ``|`` and fa
 ``"HNSW32|efSearch=256"``. Without settings, IVF indexes search ``nprobe = min(nlist, 32)``
 lists and HNSW ``efSearch = max(128, k')``. faiss GPU is used when faiss has GPU support
 (``faiss.get_num_gpus() > 0``) and torch sees CUDA (HNSW stays on the CPU: faiss has no GPU HNSW).
+faiss GPU searches return at most 2,048 results: a larger shortlist runs on the CPU, and on a GPU
+the threshold search stops growing at 2,048 (queries beyond that are left uncertified).
 
 Metrics from top-k lists (``evaluate_topk``) are exact for CMC up to the list length (minus the
 junk images in it). AP is approximate: positives that were not retrieved count as missed, i.e.
@@ -146,6 +148,7 @@ def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool]
 
 
 _TAU_EPS = 1e-5  # float32 rounding margin of the threshold test
+_GPU_MAX_K = 2048  # the largest k faiss GPU indexes can search
 
 
 @torch.no_grad()
@@ -188,7 +191,11 @@ def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Fl
     a_q, w_q = weighted_embedding(qf, "cpu")
     # Gallery vectors [A(g) | w^g]: the query [A(q) | 0] scores S, [A(q) | -tau w^q] S - tau W.
     g_vec = torch.cat([a_g, w_g], 1) if regions else a_g
+    if shortlist > _GPU_MAX_K:  # faiss GPU searches return at most 2048 results
+        use_gpu = False
     index, on_gpu = build_index(g_vec.numpy(), index_spec, use_gpu=use_gpu, search_k=shortlist)
+    if on_gpu:
+        max_candidates = min(max_candidates, _GPU_MAX_K)
     raw_scores = _stores_raw_vectors(index)
     timings["index"] = time.perf_counter() - t0
 
@@ -236,7 +243,7 @@ def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Fl
         certified = np.zeros(num_q, bool) if exact else None
         tau = 1.0 - out_d[:, -1].astype(np.float64)
         tau[~np.isfinite(tau)] = -1.0 - 1e-3  # fewer than k found: every item qualifies
-        pending, n = all_rows, min(max(shortlist, k + 16), max_candidates)
+        pending, n = all_rows, max(min(max(shortlist, k + 16), max_candidates), k)
         while len(pending):
             s2, c2 = search(pending, tau[pending], n)
             d2 = rescore(pending, c2, s2, tau[pending])

@@ -9,6 +9,7 @@ import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.engine import default_argument_parser, default_setup, launch
 from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
+from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from ..config import load_config, resolve_device
@@ -24,6 +25,8 @@ def setup(args):
     resolve_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    if cfg.SEED >= 0:
+        seed_all_rng(cfg.SEED + comm.get_rank())
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rganet_plugin",
                  abbrev_name="rganet")
     return cfg
