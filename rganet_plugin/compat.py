@@ -157,8 +157,9 @@ def _patch_rank_tool() -> None:
     def compile_helper():
         raise RuntimeError(
             "fast-reid's Cython rank tool is not built, and rganet_plugin never builds it at run "
-            "time. Ranking falls back to the numpy implementation (same results). To build it at "
-            "install time run `python -m rganet_plugin.tools.build_rank_tool`."
+            "time. Ranking falls back to the numpy implementation (same results; the plugin's own "
+            "evaluator uses its vectorised ranking). To build fast-reid's tool at install time: "
+            "pip install Cython && make -C <site-packages>/fastreid/evaluation/rank_cylib"
         )
 
     def _compile_dependencies(self):

@@ -102,7 +102,7 @@ def test_summarize_matches_fastreid_keys():
     dist = rng.random((50, 200)).astype(np.float32)
     cmc, ap, inp = _reference(dist, *labels)
     res = summarize(*evaluate_rank(dist, *labels))
-    assert list(res) == ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
+    assert list(res) == ["Rank-1", "Rank-3", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
     assert res["Rank-1"] == pytest.approx(cmc[0] * 100)
     assert res["mAP"] == pytest.approx(np.mean(ap) * 100)
     assert res["mINP"] == pytest.approx(np.mean(inp) * 100)

@@ -265,13 +265,14 @@ def ranks_to_metrics(ranks: QueryRanks, max_rank: int = 50
 
 
 def summarize(cmc: np.ndarray, all_AP, all_INP) -> Dict[str, float]:
-    """fast-reid's result keys, in percent: Rank-1/5/10, mAP, mINP, metric = (mAP + R1) / 2."""
+    """fast-reid's result keys, in percent: Rank-1/5/10, mAP, mINP, metric = (mAP + R1) / 2, plus
+    Rank-3, which the partial-ReID benchmarks report (Partial-REID, Partial-iLIDS: R1 / R3)."""
     from collections import OrderedDict
 
     m_ap = float(np.mean(all_AP))
     m_inp = float(np.mean(all_INP))
     out = OrderedDict()
-    for r in (1, 5, 10):
+    for r in (1, 3, 5, 10):
         out[f"Rank-{r}"] = float(cmc[min(r, len(cmc)) - 1]) * 100
     out["mAP"] = m_ap * 100
     out["mINP"] = m_inp * 100
