@@ -214,7 +214,7 @@ def test_global_only_equals_fastreid_reid_evaluator():
                   (gallery[0][:, :g],) + gallery[1:])
     # same keys as fast-reid's, plus Rank-3 (the partial-ReID benchmarks report R1 / R3)
     assert [k for k in ours if k != "Rank-3"] == list(theirs)
-    for key in ours:
+    for key in theirs:
         assert ours[key] == pytest.approx(float(theirs[key]), abs=1e-4)
 
 
