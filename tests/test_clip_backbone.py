@@ -122,3 +122,22 @@ def test_text_tower_is_outside_the_state_dict(make_cfg):
     assert n_text > 0 and all(not p.requires_grad for p in bb.text_tower.parameters())
     assert sum(p.numel() for p in bb.parameters()) < sum(
         p.numel() for p in build_clip_model("RGANet-Tiny-ViT", (256, 128)).parameters())
+
+
+def test_sequence_first_transformer_gives_the_same_features():
+    """The backbone runs open_clip's transformer sequence-first (fast under autocast); the
+    features equal those of an untouched batch-first open_clip model with the same weights."""
+    from rganet_plugin.modeling.backbones import CLIPViTBackbone
+
+    ref = build_clip_model("RGANet-Tiny-ViT", (256, 128)).eval()
+    twin = build_clip_model("RGANet-Tiny-ViT", (256, 128))
+    twin.load_state_dict(ref.state_dict())
+    bb = CLIPViTBackbone(twin, "RGANet-Tiny-ViT", global_feat="cls").eval()
+    assert bb.transformer.batch_first is False and ref.visual.transformer.batch_first is True
+    x = torch.randn(3, 3, 256, 128)
+    with torch.no_grad():
+        assert torch.allclose(bb.forward_features(x)["global"], ref.encode_image(x), atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a = bb.forward_features(x)["global"].float()
+            b = ref.encode_image(x).float()
+    assert torch.allclose(a, b, atol=0.1, rtol=0.05)

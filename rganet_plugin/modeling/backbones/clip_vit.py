@@ -44,6 +44,7 @@ class CLIPViTBackbone(nn.Module):
         self.class_embedding = visual.class_embedding
         self.ln_pre = visual.ln_pre
         self.transformer = visual.transformer
+        _run_sequence_first(self.transformer)
         self.ln_post = visual.ln_post
         self.proj = visual.proj
         self.width = visual.transformer.width
@@ -98,6 +99,23 @@ class CLIPViTBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward_features(x, camids)["feature_map"]
+
+
+def _run_sequence_first(transformer: nn.Module) -> None:
+    """Run open_clip's (batch-first) transformer sequence-first inside; its API is unchanged.
+
+    Under autocast (bf16/fp16) PyTorch's fused attention path is off, and the batch-first
+    fallback projects q/k/v from a transposed, non-contiguous view, which copies the in-projection
+    weight once per token: measured 2x *slower* than fp32 on the CPU, 4x slower than sequence-first
+    (benchmarks/bench_inference.py, ``+seqfirst`` rows). Outputs are identical (tested)."""
+    if not hasattr(transformer, "batch_first") or not hasattr(transformer, "resblocks"):
+        return
+    blocks = list(transformer.resblocks)
+    if not all(isinstance(getattr(b, "attn", None), nn.MultiheadAttention) for b in blocks):
+        return
+    transformer.batch_first = False
+    for b in blocks:
+        b.attn.batch_first = False
 
 
 def clip_model_from_cfg(cfg, name: Optional[str] = None, pretrain_path: Optional[str] = None,
