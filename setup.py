@@ -31,7 +31,9 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest"],
+        # onnx/onnxruntime: ONNX export (python -m rganet_plugin.tools export --onnx) and its test
+        "test": ["pytest", "onnx", "onnxruntime"],
+        "export": ["onnx", "onnxruntime"],
         "bench": ["fvcore"],
         # faiss-gpu wheels are published per CUDA version; pick the one matching your driver.
         "gpu": ["faiss-gpu-cu12"],

@@ -1,0 +1,70 @@
+"""``python -m rganet_plugin.tools <command> [options]``: the plugin's tools in one entry point.
+
+Commands (``python -m rganet_plugin.tools <command> --help`` for each; docs/tools.md):
+
+    train     train / evaluate (same as projects/RGANet/train_net.py)
+    regions   region masks over the image, alpha / beta / w per region (paper Fig. 4)
+    ranking   top-k ranking lists with green/red frames and d, d_g, d_j (paper Fig. 5)
+    extract   features of a folder of crops into an .npz file
+    index     a faiss index over extracted gallery features
+    search    rank an indexed gallery for query images (eq. 10)
+    export    an inference-only model (no text tower) as TorchScript / ONNX
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Optional, Sequence
+
+# command -> (module, function, one-line help)
+COMMANDS = {
+    "train": ("train", "main", "train / evaluate a config (= projects/RGANet/train_net.py)"),
+    "regions": ("visualize_regions", "main",
+                "region masks over the image, alpha / beta / w per region (Fig. 4)"),
+    "ranking": ("visualize_ranking", "main",
+                "top-k ranking lists, green/red frames, d, d_g, d_j (Fig. 5); PNG + HTML"),
+    "extract": ("extract", "main", "features of a folder of person crops -> .npz"),
+    "index": ("search", "main_index", "faiss index over extracted gallery features"),
+    "search": ("search", "main_search", "rank an indexed gallery for query images (eq. 10)"),
+    "export": ("export", "main", "inference-only model (no text tower) -> TorchScript / ONNX"),
+}
+
+
+def usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: python -m rganet_plugin.tools <command> [options]", "", "commands:"]
+    lines += [f"  {c:<{width}}  {h}" for c, (_, _, h) in COMMANDS.items()]
+    lines += ["", "'python -m rganet_plugin.tools <command> --help' describes a command; "
+              "docs/tools.md has examples."]
+    return "\n".join(lines)
+
+
+def _known_errors():
+    from ..config.setup import ConfigError
+    from ..data.image_io import CorruptImageError
+    from ..engine.checkpoint import CheckpointMismatchError
+
+    return (ConfigError, CheckpointMismatchError, CorruptImageError, FileNotFoundError)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"error: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[cmd]
+    fn = getattr(importlib.import_module(f"rganet_plugin.tools.{module}"), func)
+    try:
+        rc = fn(rest)
+    except _known_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
