@@ -11,7 +11,6 @@ process, so the numbers are exactly what the README's demo command gives.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,16 +18,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = [("baseline", "CLIP baseline (row 0)"), ("stripes", "fixed stripes + DAI + IAI (row 4)"),
         ("rganet", "RGANet: RGM + DAI + IAI (row 8)")]
-ROW = re.compile(r"\|\s*(\S+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|"
-                 r"\s*([\d.]+)\s*\|")
-
-
 def last_result(log: str):
-    rows = [m.groups() for m in ROW.finditer(log)]
-    if not rows:
-        return None
-    _, r1, r5, r10, m_ap, minp = rows[-1][:6]
-    return {"Rank-1": float(r1), "Rank-5": float(r5), "mAP": float(m_ap), "mINP": float(minp)}
+    """The last result table fast-reid's print_csv_format logged (columns read from its header)."""
+    header, result = None, None
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if "|" in line else []
+        if cells and cells[0] == "Dataset":
+            header = cells
+        elif header and len(cells) == len(header) and not cells[0].startswith(":"):
+            try:
+                result = {k: float(v) for k, v in zip(header[1:], cells[1:])}
+            except ValueError:
+                continue
+    return result
 
 
 def main():
