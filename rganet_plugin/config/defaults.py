@@ -89,7 +89,7 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.RGANET.STAGE = "reid"
     _C.MODEL.RGANET.PSEUDO_MASKS = CN()
     # Folder of label maps, one per training image, mirroring the dataset's folders (see
-    # docs/pseudo_masks.md). "" = "<dataset_dir>/masks".
+    # docs/datasets.md). "" = "<dataset_dir>/masks".
     _C.MODEL.RGANET.PSEUDO_MASKS.DIR = ""
 
     # ---------------------------------------------------------------- data

@@ -186,7 +186,7 @@ class RGANet(nn.Module):
     def _prompt_stage_losses(self, batched_inputs, images, camids):
         if "masks" not in batched_inputs:
             raise KeyError("the prompt-learning stage needs pseudo part masks in the batch "
-                           "('masks'); see docs/pseudo_masks.md")
+                           "('masks'); see docs/datasets.md")
         with torch.no_grad():
             fmap, _ = self.extract(images, camids)
             fmap = self.region_head.project(fmap)
