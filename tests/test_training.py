@@ -185,3 +185,21 @@ def test_resnet_backbone_with_rganet_heads(tmp_path):
     model.eval()
     out = model({"images": torch.rand(3, 3, 128, 64) * 255})
     assert out.shape == (3, model.layout.total_dim) == (3, 512 + 4 * 65)
+
+
+def test_camera_ids_reach_the_sie_embedding(tmp_path):
+    from fastreid.modeling.meta_arch import build_model
+
+    cfg = small_cfg(tmp_path, extra=["MODEL.BACKBONE.CLIP.SIE.ENABLED", "True",
+                                     "MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS", "3",
+                                     "MODEL.HEADS.NUM_CLASSES", "4"])
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.backbone.sie_embed.normal_()
+        images = torch.rand(2, 3, 128, 64) * 255
+        a = model({"images": images.clone(), "camids": torch.tensor([0, 0])})
+        b = model({"images": images.clone(), "camids": torch.tensor([1, 1])})
+        c = model({"images": images.clone(), "camids": torch.tensor([2, 2])})
+        d = model({"images": images.clone(), "camids": torch.tensor([7, 9])})  # unseen cameras
+    assert not torch.allclose(a, b)
+    assert torch.allclose(c, d)  # clamped to the last known camera

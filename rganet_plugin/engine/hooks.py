@@ -62,12 +62,7 @@ class MemoryBankHook(HookBase):
         seen = 0
         for batch in loader:
             images = model.preprocess_image(batch)
-            camids = batch.get("camids")
-            if camids is not None and getattr(model.backbone, "sie_embed", None) is not None:
-                camids = camids.to(dev).clamp(0, model.backbone.sie_embed.shape[0] - 1)
-            else:
-                camids = None
-            fmap, _ = model.extract(images, camids)
+            fmap, _ = model.extract(images, model.camera_ids(batch))
             if self.init_mode == "stripes":
                 feats = head.stripe_features(fmap)
             else:

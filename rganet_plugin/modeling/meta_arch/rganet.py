@@ -16,7 +16,6 @@ returns one packed row per image (see :mod:`rganet_plugin.modeling.outputs`).
 """
 from __future__ import annotations
 
-import inspect
 from typing import Dict, Optional
 
 import torch
@@ -122,14 +121,17 @@ class RGANet(nn.Module):
         fmap = self.backbone(images)
         return fmap, fmap
 
+    def camera_ids(self, batched_inputs) -> Optional[torch.Tensor]:
+        """Camera ids for backbones with a camera embedding (SIE), clamped to its size (a test
+        set may number its cameras beyond the training set's)."""
+        sie = getattr(self.backbone, "sie_embed", None)
+        if sie is None or not isinstance(batched_inputs, dict) or "camids" not in batched_inputs:
+            return None
+        return batched_inputs["camids"].to(self.device).long().clamp(0, sie.shape[0] - 1)
+
     def forward(self, batched_inputs):
         images = self.preprocess_image(batched_inputs)
-        camids = None
-        if isinstance(batched_inputs, dict) and "camids" in batched_inputs and self._pass_camids:
-            camids = batched_inputs["camids"].to(self.device)
-            n_cam = getattr(self.backbone, "sie_embed", None)
-            if n_cam is not None:
-                camids = camids.clamp(0, n_cam.shape[0] - 1)
+        camids = self.camera_ids(batched_inputs)
         if self.stage == "prompt" and self.training:
             return self._prompt_stage_losses(batched_inputs, images, camids)
 
@@ -151,12 +153,7 @@ class RGANet(nn.Module):
     def inference_details(self, batched_inputs) -> Dict[str, torch.Tensor]:
         """Everything the visualisation tools show: masks, alpha, beta, w, features."""
         images = self.preprocess_image(batched_inputs)
-        camids = batched_inputs.get("camids") if isinstance(batched_inputs, dict) else None
-        if camids is not None and self._pass_camids and getattr(self.backbone, "sie_embed", None) is not None:
-            camids = camids.to(self.device).clamp(0, self.backbone.sie_embed.shape[0] - 1)
-        else:
-            camids = None
-        fmap, glob = self.extract(images, camids)
+        fmap, glob = self.extract(images, self.camera_ids(batched_inputs))
         out = {"global": self.heads(glob), "feature_map": fmap}
         if self.region_head is not None:
             out.update(self.region_head(fmap))
@@ -218,9 +215,3 @@ class RGANet(nn.Module):
                 storage.put_scalar(f"rganet/{key}/{name.replace(' ', '_')}", m,
                                    smoothing_hint=True)
 
-
-def backbone_accepts_camids(backbone: nn.Module) -> bool:
-    try:
-        return "camids" in inspect.signature(backbone.forward).parameters
-    except (TypeError, ValueError):
-        return False
