@@ -45,6 +45,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches)
+from machine import cpu_model  # noqa: E402
 from rganet_plugin.evaluation import (compute_query_ranks, evaluate_topk,  # noqa: E402
                                       global_distance, ranks_to_metrics, search_topk, summarize,
                                       weighted_region_distance, weighted_region_distance_naive)
@@ -54,17 +55,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastreid.evaluation.rank import evaluate_rank as fastreid_evaluate_rank  # noqa: E402
     from fastreid.utils.compute_dist import build_dist  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_data(num_query: int, num_gallery: int, seed: int = 0, num_regions: int = 4,

@@ -67,6 +67,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches, registrations)
+from machine import cpu_model, load_average  # noqa: E402
 
 BASE_CONFIG = os.path.join(ROOT, "configs", "Base-RGANet.yml")
 MODELS = ("baseline", "rganet", "fastreid-vit")
@@ -76,24 +77,6 @@ OCCLUDED_DUKE_QUERY_FRACTION = 2210 / (2210 + 17661)
 
 
 # ----------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def machine_info(device: torch.device) -> Dict[str, str]:
     info = {
         "cpu": cpu_model(),
