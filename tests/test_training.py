@@ -102,6 +102,7 @@ def test_demo_config_two_stages_end_to_end_and_eval_only(tmp_path, capsys):
     assert not torch.equal(stage1["region_head.memory.centers"], final["region_head.memory.centers"])
     log = (out / "log.txt").read_text()
     assert "Stage 1: learning the prompt context" in log
+    assert log.count("Evaluation results for") == 1  # stage 2 only: stage 1 has no ReID eval
     assert "loss_seg" in (out / "prompt_stage" / "metrics.json").read_text()
     assert "Rank-1" in log
     assert train_main(["--config-file", cfg_file, "--eval-only", *opts,

@@ -20,7 +20,7 @@ from fastreid.data import build_reid_test_loader, build_reid_train_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
-from fastreid.engine.hooks import PeriodicCheckpointer
+from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
@@ -79,6 +79,10 @@ class RGANetTrainer(DefaultTrainer):
         if r.STAGE == "prompt":
             idx = next((i for i, h in enumerate(ret) if isinstance(h, PeriodicCheckpointer)), len(ret))
             ret.insert(idx, PromptCacheHook())
+            # Stage 1 changes only the prompts: the ReID features (frozen backbone, untrained
+            # heads) are not what stage 2 will give, so a ReID evaluation here only misleads.
+            ret = [h for h in ret if not isinstance(h, EvalHook)]
+            self._last_eval_results = {}
         return ret
 
     # ------------------------------------------------------------------ evaluation

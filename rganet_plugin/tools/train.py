@@ -56,9 +56,7 @@ def prompt_stage_cfg(cfg):
     c.SOLVER.STEPS = []
     c.SOLVER.WARMUP_ITERS = 0
     c.SOLVER.CHECKPOINT_PERIOD = max(c.SOLVER.MAX_EPOCH, 1)
-    # no periodic ReID evaluation in stage 1 (fast-reid still evaluates once at the end; its
-    # checkpointer needs a test set)
-    c.TEST.EVAL_PERIOD = 10 ** 9
+    c.TEST.EVAL_PERIOD = 10 ** 9  # the trainer drops ReID evaluation in stage 1 anyway
     c.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "prompt_stage")
     c.freeze()
     return c
