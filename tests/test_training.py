@@ -227,3 +227,19 @@ def test_occluded_duke_rganet_config_runs_on_a_real_layout_dataset(tmp_path):
     assert (out / "prompt_stage" / "model_final.pth").is_file()
     assert "OccludedDuke" in (out / "log.txt").read_text()
     assert (out / "model_final.pth").is_file()
+
+
+def test_config_is_completed_from_the_checkpoint_shapes():
+    """Evaluation and the tools build the model before loading: NUM_CLASSES and the SIE camera
+    count, left at 0 in configs (training derives them), come from the checkpoint."""
+    from rganet_plugin.config import get_rganet_cfg
+    from rganet_plugin.engine.checkpoint import complete_cfg_from_checkpoint
+
+    cfg = get_rganet_cfg()
+    cfg.MODEL.BACKBONE.CLIP.SIE.ENABLED = True
+    state = {"heads.weight": torch.zeros(702, 8), "backbone.sie_embed": torch.zeros(8, 4)}
+    complete_cfg_from_checkpoint(cfg, state)
+    assert cfg.MODEL.HEADS.NUM_CLASSES == 702 and cfg.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS == 8
+    cfg.MODEL.HEADS.NUM_CLASSES = 5  # an explicit value is kept
+    complete_cfg_from_checkpoint(cfg, {"heads.weight": torch.zeros(9, 8)})
+    assert cfg.MODEL.HEADS.NUM_CLASSES == 5

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import List, Tuple
 
-from fastreid.data import build_reid_test_loader, build_reid_train_loader
+from fastreid.data import build_reid_test_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.transforms import build_transforms
@@ -54,15 +54,6 @@ def train_items(cfg) -> List[Tuple]:
                              f"PartialREID are evaluated after training on another set)")
         items.extend(data.train)
     return items
-
-
-def build_train_set(cfg) -> CommDataset:
-    return CommDataset(train_items(cfg), build_transforms(cfg, is_train=True), relabel=True)
-
-
-def build_train_loader(cfg, train_set=None):
-    train_set = train_set if train_set is not None else build_train_set(cfg)
-    return build_reid_train_loader(cfg, train_set=train_set)
 
 
 def build_test_loader(cfg, dataset_name: str):

@@ -37,6 +37,19 @@ def read_model_state(path: str) -> Dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
+def complete_cfg_from_checkpoint(cfg, state: Dict[str, torch.Tensor]) -> None:
+    """Fill in what training derives from the training set and the config leaves at 0, from
+    the checkpoint's shapes: ``MODEL.HEADS.NUM_CLASSES`` (the ID classifier) and
+    ``MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS`` (the camera embedding). ``cfg`` must be unfrozen."""
+    w = state.get("heads.weight")
+    if cfg.MODEL.HEADS.NUM_CLASSES == 0 and w is not None:
+        cfg.MODEL.HEADS.NUM_CLASSES = int(w.shape[0])
+    sie = state.get("backbone.sie_embed")
+    c = cfg.MODEL.BACKBONE.CLIP.SIE
+    if sie is not None and c.ENABLED and c.NUM_CAMERAS <= 0:
+        c.NUM_CAMERAS = int(sie.shape[0])
+
+
 def _summ(keys, n=8):
     keys = sorted(keys)
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")

@@ -36,11 +36,8 @@ class MemoryBankHook(HookBase):
         self.init_mode = init_mode
         self.max_images = max_images
 
-    def _head(self):
-        return getattr(unwrap(self.trainer.model), "region_head", None)
-
     def before_train(self):
-        head = self._head()
+        head = region_head_of(self.trainer.model)
         if head is None:
             return
         if bool(head.memory.initialized):
@@ -78,7 +75,7 @@ class MemoryBankHook(HookBase):
                     self.init_mode, seen)
 
     def after_step(self):
-        head = self._head()
+        head = region_head_of(self.trainer.model)
         if head is None or not head.last_batch:
             return
         before = head.memory.centers.clone()
@@ -96,7 +93,7 @@ class PromptCacheHook(HookBase):
     prototypes that match its context vectors and stage 2 never needs the text tower."""
 
     def _refresh(self):
-        head = getattr(unwrap(self.trainer.model), "region_head", None)
+        head = region_head_of(self.trainer.model)
         if head is not None:
             head.refresh_prototypes()
 

@@ -36,7 +36,8 @@ from fastreid.utils.checkpoint import Checkpointer
 from ..config import load_config
 from ..data.folder import ImageListDataset, collate_images
 from ..data.image_io import read_image
-from ..engine.checkpoint import check_checkpoint, read_model_state
+from ..engine.checkpoint import (check_checkpoint, complete_cfg_from_checkpoint,
+                                 read_model_state)
 from ..evaluation.distance import resolve_device
 from ..modeling.outputs import FeatureLayout
 
@@ -64,14 +65,7 @@ def inference_config(config_file: str, weights: str = "", opts: Optional[Sequenc
     cfg.MODEL.BACKBONE.PRETRAIN = False
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = ""
     cfg.MODEL.RGANET.STAGE = "reid"  # inference: cached prototypes, never the live text tower
-    state = read_model_state(cfg.MODEL.WEIGHTS)
-    w = state.get("heads.weight")
-    if cfg.MODEL.HEADS.NUM_CLASSES == 0 and w is not None:
-        cfg.MODEL.HEADS.NUM_CLASSES = int(w.shape[0])
-    sie = state.get("backbone.sie_embed")
-    if sie is not None and cfg.MODEL.BACKBONE.CLIP.SIE.ENABLED and \
-            cfg.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS <= 0:
-        cfg.MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS = int(sie.shape[0])
+    complete_cfg_from_checkpoint(cfg, read_model_state(cfg.MODEL.WEIGHTS))
     return cfg
 
 

@@ -15,7 +15,9 @@ from fastreid.utils.logger import setup_logger
 from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
-from ..engine.checkpoint import check_checkpoint, read_model_state
+from ..engine.hooks import unwrap
+from ..engine.checkpoint import (check_checkpoint, complete_cfg_from_checkpoint,
+                                 read_model_state)
 
 logger = logging.getLogger("rganet_plugin")
 
@@ -30,14 +32,6 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rganet_plugin",
                  abbrev_name="rganet")
     return cfg
-
-
-def infer_num_classes(cfg, state) -> None:
-    """Training fills NUM_CLASSES in from the training set; evaluation takes it from the
-    checkpoint's ID classifier so the model can be built with the right shapes."""
-    w = state.get("heads.weight")
-    if cfg.MODEL.HEADS.NUM_CLASSES == 0 and w is not None:
-        cfg.MODEL.HEADS.NUM_CLASSES = int(w.shape[0])
 
 
 def needs_prompt_stage(cfg) -> bool:
@@ -82,7 +76,7 @@ def run(args):
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
-        infer_num_classes(cfg, read_model_state(cfg.MODEL.WEIGHTS))
+        complete_cfg_from_checkpoint(cfg, read_model_state(cfg.MODEL.WEIGHTS))
         model = RGANetTrainer.build_model(cfg)
         check_checkpoint(model, cfg.MODEL.WEIGHTS, strict=True)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
@@ -94,8 +88,7 @@ def run(args):
         cfg.freeze()
     trainer = RGANetTrainer(cfg)
     if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
-        check_checkpoint(trainer.model if not hasattr(trainer.model, "module") else trainer.model.module,
-                         cfg.MODEL.WEIGHTS, strict=False)
+        check_checkpoint(unwrap(trainer.model), cfg.MODEL.WEIGHTS, strict=False)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 

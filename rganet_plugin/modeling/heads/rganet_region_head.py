@@ -162,7 +162,6 @@ class RGANetRegionHead(nn.Module):
     def stripe_features(self, fmap: torch.Tensor) -> torch.Tensor:
         """Fixed-stripe region features of the projected map (memory-bank initialisation)."""
         f = self.project(fmap)
-        b, _, h, w = f.shape
         stripes = FixedStripes(self.num_regions)(f)
         return masked_average_pool(stripes, f)
 
