@@ -34,7 +34,7 @@ setup(
         # onnx/onnxruntime: ONNX export (python -m rganet_plugin.tools export --onnx) and its test
         "test": ["pytest", "onnx", "onnxruntime"],
         "export": ["onnx", "onnxruntime"],
-        "bench": ["fvcore"],
+        "bench": ["fvcore", "matplotlib"],
         # faiss-gpu wheels are published per CUDA version; pick the one matching your driver.
         "gpu": ["faiss-gpu-cu12"],
     },

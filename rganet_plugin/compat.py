@@ -47,6 +47,11 @@ Patches (name: symptom without it):
     (optimizer and scheduler state, numpy scalars) then fail to load on ``--resume``. Files written
     by the trainer are loaded with ``weights_only=False``: only load checkpoints you trust, as
     with any pickle.
+``metric_printer``
+    ``CommonMetricPrinter.write`` estimates the time per iteration from its previous write; when it
+    writes twice at the same iteration (a stage shorter than its timer warm-up: the last step and
+    the end of training coincide) it divides by zero, and a finished run ends in
+    ``ZeroDivisionError``. A second write at the same iteration starts a new interval instead.
 """
 from __future__ import annotations
 
@@ -280,6 +285,23 @@ def _patch_checkpoint_load() -> None:
     Checkpointer._load_file = _load_file
 
 
+def _patch_metric_printer() -> None:
+    import functools
+
+    from fastreid.utils import events
+
+    original = events.CommonMetricPrinter.write
+
+    @functools.wraps(original)
+    def write(self):
+        last = self._last_write
+        if last is not None and last[0] == events.get_event_storage().iter:
+            self._last_write = None  # no interval to time at the same iteration
+        return original(self)
+
+    events.CommonMetricPrinter.write = write
+
+
 PATCHES: Dict[str, Callable[[], None]] = {
     "collections_abc": _patch_collections_abc,
     "torch_six": _patch_torch_six,
@@ -291,6 +313,7 @@ PATCHES: Dict[str, Callable[[], None]] = {
     "ddp_cpu": _patch_ddp_cpu,
     "zero_grad": _patch_zero_grad,
     "checkpoint_load": _patch_checkpoint_load,
+    "metric_printer": _patch_metric_printer,
 }
 
 # Patches that must run before `fastreid` is first imported (the rest patch fast-reid's modules).

@@ -251,3 +251,27 @@ def test_zero_grad(tmp_path):
     m(torch.ones(3, 4)).sum().backward()
     opt.step()
     assert (m.weight - before).abs().sum() > 0
+
+
+def test_metric_printer(tmp_path):
+    """Two writes at one iteration before the timer has history (a stage of 1-2 iterations)."""
+    code = """
+    import rganet_plugin
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+    with EventStorage(start_iter=1) as storage:
+        storage.epoch = 0
+        p = CommonMetricPrinter(max_iter=10)
+        p.write()
+        p.write()
+    print("ok")
+    """
+    r = run_without("metric_printer", code, tmp_path)
+    assert r.returncode != 0 and "ZeroDivisionError" in r.stderr
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+
+    with EventStorage(start_iter=1) as storage:
+        storage.epoch = 0
+        p = CommonMetricPrinter(max_iter=10)
+        p.write()
+        p.write()  # no ZeroDivisionError
+        assert p._last_write is not None and p._last_write[0] == 1

@@ -231,3 +231,24 @@ def test_concurrent_first_use_generates_once(tmp_path, monkeypatch):
     assert not errors and len(set(results)) == 1 and calls["n"] == 1
     cache = os.path.dirname(results[0])
     assert sorted(n for n in os.listdir(cache) if not n.endswith(".lock")) == ["Occluded_Duke"]
+
+
+def test_test_split_masks_and_part_occlusion_record(small):
+    """Ground truth for the mechanism checks: every query/gallery image has its part mask, and
+    ``part_covered`` says which fraction of each part the occluder hides (0 without one)."""
+    d, manifest = small
+    seen_covered = False
+    for r in manifest["images"]:
+        assert len(r["part_covered"]) == 4 and all(0.0 <= c <= 1.0 for c in r["part_covered"])
+        with Image.open(os.path.join(d, r["mask"])) as m:
+            a = np.asarray(m)
+        assert r["mask"].split("/")[1] == r["file"].split("/")[0]
+        if not r["occluded"]:
+            assert r["part_covered"] == [0.0] * 4
+            assert set(np.unique(a).tolist()) == {0, 1, 2, 3, 4}
+        elif max(r["part_covered"]) > 0.99:
+            # a fully covered part is gone from the mask
+            k = int(np.argmax(r["part_covered"])) + 1
+            assert not (a == k).any()
+            seen_covered = True
+    assert seen_covered

@@ -1,7 +1,9 @@
 """Training hooks: the memory bank (eq. 5) and the prompt-stage prototype cache."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Callable, Optional
 
 import torch
@@ -27,19 +29,29 @@ class MemoryBankHook(HookBase):
     * ``after_step``: eq. (5) with the batch's region features and ``alpha > ALPHA_THRESH``
       (every region when DAI is off), reduced over all processes, so every rank holds the same
       bank. Logs ``rganet/memory_drift`` (mean L2 change of the centres) and the number of regions
-      that passed the alpha filter.
+      that passed the alpha filter, in all and per class (``rganet/memory_selected/<class>``).
+    * ``after_epoch``: the per-class count of regions that passed the filter in the epoch, as
+      TensorBoard scalars (``rganet/memory_selected_epoch/<class>``) and one JSON line per epoch
+      in ``OUTPUT_DIR/memory_bank.jsonl`` (read by ``benchmarks/mechanism.py``).
     """
+
+    LOG_NAME = "memory_bank.jsonl"
 
     def __init__(self, build_init_loader: Callable, init_mode: str = "stripes",
                  max_images: int = 0):
         self.build_init_loader = build_init_loader
         self.init_mode = init_mode
         self.max_images = max_images
+        self._epoch_counts = None
+        self._epoch_regions = 0
 
     def before_train(self):
         head = region_head_of(self.trainer.model)
         if head is None:
             return
+        log = os.path.join(self.trainer.cfg.OUTPUT_DIR or ".", self.LOG_NAME)
+        if self.trainer.start_iter == 0 and comm.is_main_process() and os.path.isfile(log):
+            os.remove(log)  # a fresh run starts a fresh log; a resumed one appends
         if bool(head.memory.initialized):
             logger.info("Memory bank restored from the checkpoint (%d updates so far)",
                         int(head.memory.num_updates))
@@ -79,12 +91,40 @@ class MemoryBankHook(HookBase):
         if head is None or not head.last_batch:
             return
         before = head.memory.centers.clone()
-        counts = head.memory.update(head.last_batch["region_feats"], head.last_batch["alpha"])
+        feats = head.last_batch["region_feats"]
+        counts = head.memory.update(feats, head.last_batch["alpha"])
+        counts = counts.detach().cpu().double()
+        self._epoch_counts = counts if self._epoch_counts is None else self._epoch_counts + counts
+        self._epoch_regions += feats.shape[0] * comm.get_world_size()
         if comm.is_main_process():
             storage = get_event_storage()
             drift = (head.memory.centers - before).norm(dim=1).mean().item()
             storage.put_scalar("rganet/memory_drift", drift, smoothing_hint=False)
             storage.put_scalar("rganet/memory_selected", counts.sum().item(), smoothing_hint=False)
+            for name, c in zip(head.class_names, counts.tolist()):
+                storage.put_scalar(f"rganet/memory_selected/{name.replace(' ', '_')}", c,
+                                   smoothing_hint=False)
+
+    def after_epoch(self):
+        head = region_head_of(self.trainer.model)
+        if head is None or self._epoch_counts is None:
+            return
+        counts, seen = self._epoch_counts.tolist(), self._epoch_regions
+        self._epoch_counts, self._epoch_regions = None, 0
+        if not comm.is_main_process():
+            return
+        storage = get_event_storage()
+        for name, c in zip(head.class_names, counts):
+            storage.put_scalar(f"rganet/memory_selected_epoch/{name.replace(' ', '_')}", c,
+                               smoothing_hint=False)
+        out_dir = self.trainer.cfg.OUTPUT_DIR
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+            line = {"epoch": int(self.trainer.epoch), "iter": int(self.trainer.iter),
+                    "classes": list(head.class_names), "selected": [int(c) for c in counts],
+                    "images": int(seen), "alpha_thresh": float(head.memory.alpha_thresh)}
+            with open(os.path.join(out_dir, self.LOG_NAME), "a") as f:
+                f.write(json.dumps(line) + "\n")
 
 
 class PromptCacheHook(HookBase):

@@ -9,6 +9,7 @@ Commands (``python -m rganet_plugin.tools <command> --help`` for each; docs/tool
     index     a faiss index over extracted gallery features
     search    rank an indexed gallery for query images (eq. 10)
     export    an inference-only model (no text tower) as TorchScript / ONNX
+    pretrain-clip  pre-train a small CLIP on generated image-caption pairs (zero-shot checks)
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ COMMANDS = {
     "index": ("search", "main_index", "faiss index over extracted gallery features"),
     "search": ("search", "main_search", "rank an indexed gallery for query images (eq. 10)"),
     "export": ("export", "main", "inference-only model (no text tower) -> TorchScript / ONNX"),
+    "pretrain-clip": ("pretrain_clip", "main",
+                      "pre-train a small CLIP on generated image-caption pairs (zero-shot checks)"),
 }
 
 

@@ -22,8 +22,10 @@ line), colour cast and noise level. Occluded images get one occluder covering 20
 image: a car or a wall across the lower part (60%), a tree or a pillar on one side (40%), which
 is where occluders sit in Occluded-Duke.
 
-Pseudo masks (uint8 PNG, same stem): 0 background, 1 head, 2 upper body, 3 lower body, 4 foot;
-occluder pixels are 0. These feed the prompt-learning stage (``L_seg``) in place of a human
+Part masks of every image (``masks/<split folder>/<stem>.png``, uint8): 0 background, 1 head,
+2 upper body, 3 lower body, 4 foot; occluder pixels are 0, and the manifest records for each image
+which fraction of each part the occluder covers (``part_covered``). The training images' masks
+feed the prompt-learning stage (``L_seg``) in place of a human
 parser's output.
 
 Determinism: everything derives from ``numpy.random.default_rng`` seeded by ``seed`` and the
@@ -63,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GENERATOR_VERSION",
+    "DRAWING_VERSION",
     "SYNTHETIC_DEFAULTS",
     "PART_LABELS",
     "OCCLUSION_RATIOS",
@@ -74,8 +77,13 @@ __all__ = [
     "SyntheticOccludedDuke",
 ]
 
-#: Bump when the drawing changes: it is part of the cache hash, so old caches are not reused.
-GENERATOR_VERSION = 1
+#: Bump when the pixels change (people, scenes, occluders): the pre-trained CLIP's pairs and the
+#: ReID data are drawn by the same code, and its weights record this number.
+DRAWING_VERSION = 1
+#: Bump when the dataset on disk changes (the drawing, the manifest, the masks): it is part of the
+#: cache hash, so old caches are not reused. 2: per-part occlusion in the manifest
+#: (``part_covered``) and part masks of the query and gallery images (for the mechanism checks).
+GENERATOR_VERSION = 2
 
 #: Generation parameters and their defaults (keys of ``DATASETS.SYNTHETIC``, lower-cased).
 SYNTHETIC_DEFAULTS: Dict[str, int] = {
@@ -470,15 +478,20 @@ def _render(ident, cam, rng, h, w, occluded):
     if flip:
         img, label = img[:, ::-1].copy(), label[:, ::-1].copy()
     kind, area = None, 0.0
+    covered = [0.0] * 4  # fraction of each part's pixels behind the occluder
     if occluded:
         kind, mask, colour = _make_occluder(rng, h, w)
         np.copyto(img, colour, where=mask[..., None])
+        for k in range(1, 5):
+            part = label == k
+            n = np.count_nonzero(part)
+            covered[k - 1] = float(np.count_nonzero(part & mask) / n) if n else 0.0
         label[mask] = 0
         area = float(mask.mean())
     dy, dx = int(rng.integers(0, h + 1)), int(rng.integers(0, w + 1))
     img += cam["noise"][dy:dy + h, dx:dx + w]  # a random crop of the camera's noise field
     np.clip(img, 0, 255, out=img)
-    return img.astype(np.uint8), label, kind, area
+    return img.astype(np.uint8), label, kind, area, covered
 
 
 # ---------------------------------------------------------------------------- plan + write
@@ -530,7 +543,8 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
     plan = _plan(params)
     for d in SPLIT_DIRS.values():
         os.makedirs(os.path.join(dataset_dir, d), exist_ok=True)
-    os.makedirs(os.path.join(dataset_dir, "masks", SPLIT_DIRS["train"]), exist_ok=True)
+    for d in SPLIT_DIRS.values():
+        os.makedirs(os.path.join(dataset_dir, "masks", d), exist_ok=True)
     idents = {pid: _identity(np.random.default_rng([seed, 1, pid]))
               for pid in sorted({p["pid"] for p in plan})}
     cams = {c: _camera(np.random.default_rng([seed, 2, c]), h, w) for c in range(1, NUM_CAMERAS + 1)}
@@ -543,15 +557,18 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
     records = []
     for i, p in enumerate(plan):
         rng = np.random.default_rng([seed, 3, i])
-        img, label, kind, area = _render(idents[p["pid"]], cams[p["camid"]], rng, h, w, p["occluded"])
+        img, label, kind, area, covered = _render(idents[p["pid"]], cams[p["camid"]], rng, h, w,
+                                                  p["occluded"])
         path = os.path.join(dataset_dir, p["file"])
         Image.fromarray(img, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
-        rec = dict(p, occluder=kind, occluded_area=round(area, 4))
-        if p["split"] == "train":
-            stem = os.path.splitext(os.path.basename(p["file"]))[0]
-            mask_rel = f"masks/{SPLIT_DIRS['train']}/{stem}.png"
-            Image.fromarray(label, "L").save(os.path.join(dataset_dir, mask_rel), format="PNG")
-            rec["mask"] = mask_rel
+        rec = dict(p, occluder=kind, occluded_area=round(area, 4),
+                   part_covered=[round(c, 4) for c in covered])
+        # part masks of every image: the training ones feed stage 1 (L_seg), the test ones are
+        # ground truth for the mechanism checks only (benchmarks/mechanism.py)
+        stem = os.path.splitext(os.path.basename(p["file"]))[0]
+        mask_rel = f"masks/{SPLIT_DIRS[p['split']]}/{stem}.png"
+        Image.fromarray(label, "L").save(os.path.join(dataset_dir, mask_rel), format="PNG")
+        rec["mask"] = mask_rel
         records.append(rec)
         if bar is not None:
             bar.update(1)

@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Does RGANet's mechanism do its job? Masks, confidences and the memory bank measured against
+the generator's ground truth, next to the accuracy of Table V rows 0 / 4 / 8 and Table VI.
+
+    .venv/bin/python benchmarks/mechanism.py [--seeds 0 1 2] [--out logs/mechanism]
+        [--runs baseline stripes rganet rganet_template rganet_random_clip]
+        [--docs docs]  [KEY VALUE ...]   # config overrides for every run
+
+Each run is ``projects/RGANet/train_net.py --config-file configs/Demo/<run>.yml`` in a fresh
+process (what the README's demo command gives), resumed per run: a finished run's
+``mechanism.json`` is reused. Then, on the demo's query and gallery images (part masks and
+``part_covered`` from the generator; ``rganet_plugin.evaluation.mechanism``):
+
+* RGM masks after stage 1 and after stage 2: part mIoU on body pixels (fixed stripes as the
+  reference row) and the background channel's foreground IoU;
+* confidence: AUROC of w, alpha, beta for visible (< 50% of the part covered) against covered
+  regions;
+* memory bank: regions passing the alpha filter per class per epoch (the training hook's
+  ``memory_bank.jsonl``), and the cosine between each centre and the mean feature of that part
+  (ground-truth pooling over the training images) at the end.
+
+Prints markdown tables (mean +- std over seeds), writes ``<out>/summary.json`` and, with
+``--docs``, the pictures ``<docs>/images/mechanism_*.png``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from demo_ablation import last_result  # noqa: E402
+from machine import cpu_model, load_average  # noqa: E402
+
+RUNS = {
+    "baseline": ("configs/Demo/baseline_demo.yml", "CLIP baseline (Table V row 0)"),
+    "stripes": ("configs/Demo/stripes_demo.yml", "stripes + DAI + IAI (row 4)"),
+    "rganet": ("configs/Demo/rganet_demo.yml", "RGANet, learnable prompt (row 8)"),
+    "rganet_template": ("configs/Demo/rganet_template_demo.yml",
+                        "RGANet, prompt 'a [CLASS] part of a person.' (Table VI)"),
+    "rganet_random_clip": ("configs/Demo/rganet_demo_random_clip.yml",
+                           "RGANet on a random-weight CLIP (control)"),
+}
+PARTS = ("head", "upper body", "lower body", "foot")
+
+
+def train(run, seed, out, opts):
+    cfg_file = os.path.join(ROOT, RUNS[run][0])
+    cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
+           "--config-file", cfg_file, "OUTPUT_DIR", out, "SEED", str(seed), *opts]
+    print(f"[{run} seed {seed}] {' '.join(cmd)}", flush=True)
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = last_result(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or res is None:
+        print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
+        raise SystemExit(f"{run} seed {seed} failed (exit {proc.returncode})")
+    res["minutes"] = (time.time() - t0) / 60
+    return res
+
+
+def measure(run, seed, out, opts):
+    """Mechanism figures of a finished run (stage 1 and stage 2 checkpoints)."""
+    from rganet_plugin.data.build import dataset_root
+    from rganet_plugin.data.datasets.synthetic import ensure_synthetic_occluded_duke
+    from rganet_plugin.evaluation import mechanism as mech
+    from rganet_plugin.tools.predictor import build_predictor
+
+    cfg_file = os.path.join(ROOT, RUNS[run][0])
+    final = os.path.join(out, "model_final.pth")
+    pred = build_predictor(cfg_file, final, list(opts) + ["SEED", str(seed)], device="cpu")
+    if pred.model.region_head is None:
+        return {}
+    cfg = pred.cfg
+    root = dataset_root(cfg)
+    if not os.path.isabs(root):
+        root = os.path.join(ROOT, root)
+    ddir = ensure_synthetic_occluded_duke(root, cfg.DATASETS.SYNTHETIC, progress=False)
+    test = mech.load_ground_truth(ddir, ("query", "gallery"))
+    train_gt = mech.load_ground_truth(ddir, ("train",))
+    m = {"stage2": mech.measure_regions(pred, test),
+         "stripes_reference": mech.stripe_part_iou(test, pred.model.region_head.num_regions),
+         "bank_log": mech.read_bank_log(out)}
+    m["bank"] = mech.bank_alignment(pred, train_gt)
+    stage1 = os.path.join(out, "prompt_stage", "model_final.pth")
+    if os.path.isfile(stage1):
+        p1 = build_predictor(cfg_file, stage1, list(opts) + ["SEED", str(seed)], device="cpu")
+        m["stage1"] = mech.measure_regions(p1, test)
+    return m
+
+
+def mean_std(values, fmt="{:.3f}"):
+    v = [x for x in values if x is not None and x == x]
+    if not v:
+        return "n/a"
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return f"{fmt.format(np.mean(v))} ± {fmt.format(np.std(v, ddof=1))}"
+
+
+def tables(results, runs, seeds):
+    lines = [f"seeds {seeds}; {cpu_model()}; load {load_average()}", "",
+             "### Accuracy (generated occluded data, every query occluded)", "",
+             "| model | Rank-1 | mAP | mINP | minutes/run |", "|---|---|---|---|---|"]
+    for r in runs:
+        rs = [results[r][s]["result"] for s in seeds]
+        lines.append(f"| {RUNS[r][1]} | {mean_std([x['Rank-1'] for x in rs], '{:.1f}')} | "
+                     f"{mean_std([x['mAP'] for x in rs], '{:.1f}')} | "
+                     f"{mean_std([x['mINP'] for x in rs], '{:.1f}')} | "
+                     f"{np.mean([x['minutes'] for x in rs]):.1f} |")
+    rgm = [r for r in runs if results[r][seeds[0]].get("mechanism", {}).get("stage2")]
+    lines += ["", "### Region masks (part mIoU on body pixels; query + gallery images)", "",
+              "| model | masks | part mIoU | " + " | ".join(PARTS) + " | foreground IoU |",
+              "|---|---|---|" + "---|" * len(PARTS) + "---|"]
+    ref_done = False
+    for r in rgm:
+        ms = [results[r][s]["mechanism"] for s in seeds]
+        if not ref_done:
+            refs = [m["stripes_reference"] for m in ms]
+            lines.append("| fixed stripes (reference) | rows | "
+                         f"{mean_std([x['part_miou'] for x in refs])} | "
+                         + " | ".join(mean_std([x['part_iou'][j] for x in refs]) for j in range(4))
+                         + " | n/a |")
+            ref_done = True
+        for stage in ("stage1", "stage2"):
+            xs = [m.get(stage) for m in ms]
+            if any(x is None for x in xs):
+                continue
+            lines.append(f"| {RUNS[r][1]} | {'after stage 1' if stage == 'stage1' else 'after stage 2'} | "
+                         f"{mean_std([x['part_miou'] for x in xs])} | "
+                         + " | ".join(mean_std([x['part_iou'][j] for x in xs]) for j in range(4))
+                         + f" | {mean_std([x['foreground_iou'] for x in xs])} |")
+    lines += ["", "### Confidence: AUROC for visible against covered regions (after stage 2)", "",
+              "| model | AUROC w | AUROC alpha | AUROC beta | mean w visible / covered | regions covered |",
+              "|---|---|---|---|---|---|"]
+    for r in [r for r in runs if results[r][seeds[0]].get("mechanism", {}).get("stage2")]:
+        xs = [results[r][s]["mechanism"]["stage2"] for s in seeds]
+        lines.append(f"| {RUNS[r][1]} | {mean_std([x['auroc_weights'] for x in xs])} | "
+                     f"{mean_std([x['auroc_alpha'] for x in xs])} | "
+                     f"{mean_std([x['auroc_beta'] for x in xs])} | "
+                     f"{mean_std([x['mean_weights_visible'] for x in xs])} / "
+                     f"{mean_std([x['mean_weights_covered'] for x in xs])} | "
+                     f"{xs[0]['regions_covered']} of {xs[0]['regions_covered'] + xs[0]['regions_visible']} |")
+    lines += ["", "### Memory bank (alpha > threshold filter; cosine of each centre at the end)", "",
+              "| model | class | regions passing the filter (all epochs) | epochs with updates | "
+              "cos(C_j, mean part feature) | cos(C_j, mean F_j^r) | cos(C_j, mean stripe feature) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in [r for r in runs if results[r][seeds[0]].get("mechanism", {}).get("bank_log")]:
+        ms = [results[r][s]["mechanism"] for s in seeds]
+        for j, name in enumerate(PARTS):
+            tot = [m["bank_log"]["total"][j] for m in ms]
+            ep = [sum(1 for e in m["bank_log"]["selected"] if e[j] > 0) for m in ms]
+            n_ep = len(ms[0]["bank_log"]["selected"])
+            lines.append(f"| {RUNS[r][1]} | {name} | {mean_std(tot, '{:.0f}')} | "
+                         f"{mean_std(ep, '{:.0f}')} of {n_ep} | "
+                         f"{mean_std([m['bank']['cos_centre_part_mean'][j] for m in ms])} | "
+                         f"{mean_std([m['bank']['cos_centre_region_mean'][j] for m in ms])} | "
+                         f"{mean_std([m['bank']['cos_centre_stripe_mean'][j] for m in ms])} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default=os.path.join(ROOT, "logs", "mechanism"))
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--docs", default="", help="write the pictures into <docs>/images")
+    ap.add_argument("opts", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    import logging
+    logging.basicConfig(level=logging.WARNING)
+    results = {r: {} for r in args.runs}
+    for seed in args.seeds:
+        for run in args.runs:
+            out = os.path.join(args.out, f"{run}_seed{seed}")
+            cache = os.path.join(out, "mechanism.json")
+            if os.path.isfile(cache):
+                with open(cache) as f:
+                    results[run][seed] = json.load(f)
+                continue
+            res = train(run, seed, out, args.opts)
+            rec = {"result": res, "mechanism": measure(run, seed, out, args.opts)}
+            with open(cache, "w") as f:
+                json.dump(rec, f, indent=1)
+            results[run][seed] = rec
+            print(f"[{run} seed {seed}] R1 {res['Rank-1']:.1f} mAP {res['mAP']:.1f} "
+                  f"({res['minutes']:.1f} min)", flush=True)
+    text = tables(results, args.runs, args.seeds)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump({r: {str(s): v for s, v in d.items()} for r, d in results.items()}, f, indent=1)
+    with open(os.path.join(args.out, "tables.md"), "w") as f:
+        f.write(text + "\n")
+    if args.docs:
+        from mechanism_figures import bank_figure, mask_picture
+        img_dir = os.path.join(args.docs, "images")
+        os.makedirs(img_dir, exist_ok=True)
+        if "rganet" in args.runs:
+            s0 = args.seeds[0]
+            mask_picture(os.path.join(args.out, f"rganet_seed{s0}"), RUNS["rganet"][0],
+                         os.path.join(img_dir, "mechanism_masks.png"), args.opts + ["SEED", str(s0)])
+        bank_runs = [r for r in args.runs if results[r][args.seeds[0]].get("mechanism", {}).get("bank_log")]
+        if bank_runs:
+            bank_figure({RUNS[r][1]: [results[r][s]["mechanism"]["bank_log"] for s in args.seeds]
+                         for r in bank_runs}, os.path.join(img_dir, "mechanism_bank.png"))
+        print(f"pictures in {img_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Measuring what RGM, RAM and the memory bank do, against the generated data's ground truth.
+
+The generated dataset (:mod:`rganet_plugin.data.datasets.synthetic`) writes a part mask for every
+image and records which fraction of each part the occluder covers (``part_covered``). With them:
+
+* :func:`measure_regions`: RGM masks (argmax over the part channels, on body pixels) against
+  the part masks (part mIoU), the background channel against the person (foreground IoU), and the
+  confidences ``w``, ``alpha``, ``beta`` of each region against visibility (AUROC, visible =
+  less than half of the part covered).
+* :func:`stripe_part_iou`: the same part mIoU for fixed stripes, the reference row.
+* :func:`bank_alignment`: cosine between each memory-bank centre ``C_j`` and the mean feature of
+  part ``j`` (ground-truth part pooling of the feature map over training images), and the mean
+  RGM region feature ``F_j^r``.
+* :func:`read_bank_log`: regions that passed the ``alpha`` filter per class per epoch, from the
+  ``memory_bank.jsonl`` the training hook writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modeling.heads.region_generation import masked_average_pool, stripe_masks
+from .region_metrics import auroc, foreground_iou, part_iou, patch_to_pixels
+
+__all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
+           "bank_alignment", "read_bank_log", "COVERED_THRESH"]
+
+#: A region counts as covered when at least this fraction of its part is behind the occluder.
+COVERED_THRESH = 0.5
+
+
+class GroundTruth:
+    """Images of some splits of a generated dataset with their part masks and part occlusion."""
+
+    def __init__(self, dataset_dir: str, records: List[Dict]):
+        self.dataset_dir = dataset_dir
+        self.records = records
+
+    @property
+    def paths(self) -> List[str]:
+        return [os.path.join(self.dataset_dir, r["file"]) for r in self.records]
+
+    def masks(self, idx: Sequence[int]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        for i in idx:
+            with Image.open(os.path.join(self.dataset_dir, self.records[i]["mask"])) as m:
+                out.append(np.asarray(m, dtype=np.int64))
+        return np.stack(out)
+
+    def covered(self) -> np.ndarray:
+        """``(M, 4)`` fraction of each part behind the occluder."""
+        return np.array([r.get("part_covered", [0.0] * 4) for r in self.records], np.float64)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def load_ground_truth(dataset_dir: str, splits: Sequence[str] = ("query", "gallery"),
+                      limit: int = 0) -> GroundTruth:
+    from ..data.datasets.synthetic import MANIFEST_NAME
+
+    path = os.path.join(dataset_dir, MANIFEST_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: the mechanism checks need a generated dataset's manifest")
+    with open(path) as f:
+        manifest = json.load(f)
+    recs = [r for r in manifest["images"] if r["split"] in splits]
+    if recs and "part_covered" not in recs[0]:
+        raise ValueError(f"{dataset_dir} was generated before part occlusion was recorded "
+                         f"(generator version {manifest.get('version')}): delete it to regenerate")
+    if limit:
+        recs = recs[:limit]
+    return GroundTruth(dataset_dir, recs)
+
+
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield list(range(i, min(n, i + size)))
+
+
+@torch.no_grad()
+def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[str, object]:
+    """Part mIoU and foreground IoU of the model's masks, AUROC of ``w`` / ``alpha`` / ``beta``
+    for visible against covered regions. ``predictor``: :class:`rganet_plugin.tools.predictor.
+    Predictor` of a model with a region head."""
+    head = predictor.model.region_head
+    if head is None:
+        raise ValueError("this model has no region head")
+    n = head.num_regions
+    has_bg = predictor.region_mode == "rgm"
+    preds, fgs, gts = [], [], []
+    conf = {"weights": [], "alpha": [], "beta": []}
+    for idx in _batches(len(gt), batch_size):
+        d = predictor.details([gt.paths[i] for i in idx])
+        masks = d["masks"]
+        parts = masks[:, 1:] if has_bg else masks
+        labels = gt.masks(idx)
+        preds.append(patch_to_pixels(parts.argmax(dim=1) + 1, labels.shape[-2:]).numpy())
+        if has_bg:
+            fgs.append(patch_to_pixels((masks.argmax(dim=1) > 0).long(), labels.shape[-2:]).numpy())
+        gts.append(labels)
+        for k in conf:
+            if d.get(k) is not None:
+                conf[k].append(d[k].numpy())
+    pred, lab = np.concatenate(preds), np.concatenate(gts)
+    out: Dict[str, object] = {"num_images": len(gt)}
+    iou = part_iou(pred, lab, n)
+    out["part_miou"], out["part_iou"] = iou["miou"], iou["iou"]
+    out["foreground_iou"] = foreground_iou(np.concatenate(fgs), lab) if has_bg else None
+    covered = gt.covered()[:, :n] >= COVERED_THRESH
+    out["regions_covered"] = int(covered.sum())
+    out["regions_visible"] = int((~covered).sum())
+    for k, v in conf.items():
+        out[f"auroc_{k}"] = auroc(np.concatenate(v).ravel(), (~covered).ravel()) if v else None
+        out[f"mean_{k}_visible"] = float(np.concatenate(v)[~covered].mean()) if v else None
+        out[f"mean_{k}_covered"] = (float(np.concatenate(v)[covered].mean())
+                                    if v and covered.any() else None)
+    return out
+
+
+def stripe_part_iou(gt: GroundTruth, num_parts: int, grid=(16, 8)) -> Dict[str, object]:
+    """Part mIoU of fixed horizontal stripes (stripe ``j`` = part ``j``) on the same images."""
+    s = stripe_masks(num_parts, grid[0], grid[1])  # (N, gh, gw)
+    assign = s.argmax(dim=0) + 1
+    preds, labs = [], []
+    for idx in _batches(len(gt), 256):
+        labels = gt.masks(idx)
+        preds.append(patch_to_pixels(assign.expand(len(idx), -1, -1), labels.shape[-2:]).numpy())
+        labs.append(labels)
+    iou = part_iou(np.concatenate(preds), np.concatenate(labs), num_parts)
+    return {"part_miou": iou["miou"], "part_iou": iou["iou"], "num_images": len(gt)}
+
+
+@torch.no_grad()
+def bank_alignment(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[str, List[float]]:
+    """``cos(C_j, mean_i pool(F_i, part mask j))`` and ``cos(C_j, mean_i F_ij^r)`` per class,
+    and the same for the mean fixed-stripe features (where the bank started)."""
+    head = predictor.model.region_head
+    n = head.num_regions
+    centres = head.memory.centers.detach().float().cpu()
+    sums = {"part": torch.zeros(n, head.dim), "region": torch.zeros(n, head.dim),
+            "stripe": torch.zeros(n, head.dim)}
+    counts = torch.zeros(n)
+    for idx in _batches(len(gt), batch_size):
+        d = predictor.details([gt.paths[i] for i in idx])
+        f = head.project(d["feature_map"].to(predictor.device)).float().cpu()
+        labels = torch.from_numpy(gt.masks(idx))
+        onehot = F.one_hot(labels.clamp(0, n), n + 1).permute(0, 3, 1, 2).float()[:, 1:]
+        frac = F.adaptive_avg_pool2d(onehot, f.shape[-2:])  # area of part j in each patch
+        pooled = masked_average_pool(frac, f)  # (B, N, d)
+        present = frac.sum(dim=(2, 3)) > 0
+        sums["part"] += (pooled * present[..., None]).sum(dim=0)
+        counts += present.sum(dim=0)
+        sums["region"] += d["region_feats"].float().sum(dim=0)
+        stripes = stripe_masks(n, *f.shape[-2:]).unsqueeze(0).expand(len(idx), -1, -1, -1)
+        sums["stripe"] += masked_average_pool(stripes, f).sum(dim=0)
+    out = {}
+    for k, s in sums.items():
+        mean = s / (counts[:, None].clamp(min=1) if k == "part" else len(gt))
+        out[f"cos_centre_{k}_mean"] = F.cosine_similarity(centres, mean, dim=1).tolist()
+    return out
+
+
+def read_bank_log(output_dir: str) -> Optional[Dict[str, object]]:
+    """Per-epoch, per-class counts of regions that passed the ``alpha`` filter (``None`` when the
+    run wrote no log: no region head, or an older run)."""
+    path = os.path.join(output_dir, "memory_bank.jsonl")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    if not lines:
+        return None
+    per_epoch = np.array([line["selected"] for line in lines], np.int64)
+    return {"classes": lines[0]["classes"], "epochs": [line["epoch"] for line in lines],
+            "selected": per_epoch.tolist(), "total": per_epoch.sum(axis=0).tolist(),
+            "images_per_epoch": lines[0]["images"], "alpha_thresh": lines[0]["alpha_thresh"]}
