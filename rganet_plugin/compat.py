@@ -52,6 +52,12 @@ Patches (name: symptom without it):
     writes twice at the same iteration (a stage shorter than its timer warm-up: the last step and
     the end of training coincide) it divides by zero, and a finished run ends in
     ``ZeroDivisionError``. A second write at the same iteration starts a new interval instead.
+``identity_sampler``
+    ``NaiveIdentitySampler`` and ``BalancedIdentitySampler`` loop forever at full CPU, printing
+    nothing, when a batch cannot be filled: the per-process batch is not a multiple of the
+    instances per identity, or it needs more identities than the training set has. Their
+    constructors now check this and raise ``ValueError`` naming ``SOLVER.IMS_PER_BATCH``,
+    ``DATALOADER.NUM_INSTANCE`` and the number of identities.
 """
 from __future__ import annotations
 
@@ -302,6 +308,49 @@ def _patch_metric_printer() -> None:
     events.CommonMetricPrinter.write = write
 
 
+def check_identity_batch(num_identities: int, mini_batch_size: int, num_instances: int,
+                         world_size: int = 1) -> None:
+    """Raise ``ValueError`` when an identity sampler could never fill a batch (it would spin)."""
+    where = (f"SOLVER.IMS_PER_BATCH gives {mini_batch_size} images per process"
+             + (f" ({world_size} processes)" if world_size > 1 else ""))
+    if num_instances < 1:
+        raise ValueError(f"DATALOADER.NUM_INSTANCE must be >= 1, got {num_instances}")
+    if mini_batch_size < num_instances or mini_batch_size % num_instances:
+        raise ValueError(
+            f"{where}, which is not a multiple of DATALOADER.NUM_INSTANCE = {num_instances} "
+            f"(images per identity): the identity sampler could never fill a batch. Make "
+            f"SOLVER.IMS_PER_BATCH a multiple of NUM_INSTANCE x the number of processes.")
+    needed = mini_batch_size // num_instances * world_size
+    if needed > num_identities:
+        raise ValueError(
+            f"{where} = {mini_batch_size // num_instances} identities x {num_instances} images, "
+            f"{needed} identities in all, but the training set has {num_identities}: the identity "
+            f"sampler could never fill a batch. Lower SOLVER.IMS_PER_BATCH (at most "
+            f"{num_identities // world_size * num_instances} per process here) or raise "
+            f"DATALOADER.NUM_INSTANCE.")
+
+
+def _patch_identity_sampler() -> None:
+    import functools
+
+    from fastreid.data.samplers import triplet_sampler
+    from fastreid.utils import comm
+
+    for cls in (triplet_sampler.NaiveIdentitySampler, triplet_sampler.BalancedIdentitySampler):
+        original = cls.__init__
+
+        def make(original):
+            @functools.wraps(original)
+            def __init__(self, data_source, mini_batch_size, num_instances, *args, **kwargs):
+                pids = {item[1] for item in data_source}
+                check_identity_batch(len(pids), int(mini_batch_size), int(num_instances),
+                                     comm.get_world_size())
+                original(self, data_source, mini_batch_size, num_instances, *args, **kwargs)
+            return __init__
+
+        cls.__init__ = make(original)
+
+
 PATCHES: Dict[str, Callable[[], None]] = {
     "collections_abc": _patch_collections_abc,
     "torch_six": _patch_torch_six,
@@ -314,6 +363,7 @@ PATCHES: Dict[str, Callable[[], None]] = {
     "zero_grad": _patch_zero_grad,
     "checkpoint_load": _patch_checkpoint_load,
     "metric_printer": _patch_metric_printer,
+    "identity_sampler": _patch_identity_sampler,
 }
 
 # Patches that must run before `fastreid` is first imported (the rest patch fast-reid's modules).

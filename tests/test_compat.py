@@ -275,3 +275,34 @@ def test_metric_printer(tmp_path):
         p.write()
         p.write()  # no ZeroDivisionError
         assert p._last_write is not None and p._last_write[0] == 1
+
+
+def test_identity_sampler(tmp_path):
+    """A batch the sampler can never fill: fast-reid's sampler spins forever without the patch
+    (bounded here by a timeout), and refuses at once, naming the keys, with it."""
+    items = [(f"img{i}.jpg", i // 4, 0) for i in range(8 * 4)]  # 8 identities x 4 images
+    code = f"""
+    import rganet_plugin
+    from fastreid.data.samplers import NaiveIdentitySampler
+    s = NaiveIdentitySampler({items!r}, 16, 3, seed=0)
+    next(iter(s))
+    print("got a batch")
+    """
+    env = dict(os.environ, RGANET_COMPAT_SKIP="identity_sampler", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = tmp_path / "spin.py"
+    script.write_text(textwrap.dedent(code))
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, str(script)], capture_output=True, env=env,
+                       cwd=str(tmp_path), timeout=20)
+    from fastreid.data.samplers import BalancedIdentitySampler, NaiveIdentitySampler
+
+    with pytest.raises(ValueError, match="not a multiple of DATALOADER.NUM_INSTANCE = 3"):
+        NaiveIdentitySampler(items, 16, 3, seed=0)
+    with pytest.raises(ValueError, match="16 identities in all, but the training set has 8"):
+        NaiveIdentitySampler(items, 64, 4, seed=0)
+    with pytest.raises(ValueError, match="NUM_INSTANCE must be >= 1"):
+        BalancedIdentitySampler(items, 16, 0, seed=0)
+    s = NaiveIdentitySampler(items, 16, 4, seed=0)  # a batch that fits: 4 identities x 4
+    it = iter(s)
+    assert len({items[next(it)][1] for _ in range(16)}) == 4

@@ -55,6 +55,17 @@ def test_full_rganet_trains_losses_fall_and_bank_moves(tmp_path):
     for key in ("rganet/alpha/head", "rganet/beta/foot", "rganet/weights/upper_body"):
         assert len(losses_of(trainer, key)) == trainer.max_iter
     assert {"Rank-1", "mAP", "mINP"} <= set(results)
+    # the filter's per-class counts: a scalar per step and a JSON line per epoch that add up
+    per_step = {n: losses_of(trainer, f"rganet/memory_selected/{n}")
+                for n in ("head", "upper_body", "lower_body", "foot")}
+    assert all(len(v) == trainer.max_iter for v in per_step.values())
+    with open(os.path.join(cfg.OUTPUT_DIR, "memory_bank.jsonl")) as f:
+        lines = [json.loads(x) for x in f]
+    assert [x["epoch"] for x in lines] == list(range(cfg.SOLVER.MAX_EPOCH))
+    assert lines[0]["classes"] == ["head", "upper body", "lower body", "foot"]
+    totals = [sum(x["selected"][j] for x in lines) for j in range(4)]
+    assert totals == [round(sum(v)) for v in per_step.values()]
+    assert 0 < sum(totals) < 4 * trainer.max_iter * cfg.SOLVER.IMS_PER_BATCH  # the filter filters
     # the bank is in the checkpoint, and --resume gives back the same bank
     state = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), weights_only=False)
     assert torch.equal(state["model"]["region_head.memory.centers"], bank_after)

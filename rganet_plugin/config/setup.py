@@ -87,6 +87,18 @@ def validate(cfg: CfgNode) -> None:
             "REGION_MODE 'rgm' and PROMPT.TYPE 'learnable'")
     if not 0.0 <= r.MEMORY.MOMENTUM <= 1.0:
         raise ConfigError(f"MODEL.RGANET.MEMORY.MOMENTUM must be in [0, 1], got {r.MEMORY.MOMENTUM}")
+    for key in ("SOLVER.IMS_PER_BATCH", "DATALOADER.NUM_INSTANCE", "TEST.IMS_PER_BATCH",
+                "SOLVER.MAX_EPOCH"):
+        sec, name = key.split(".")
+        if cfg[sec][name] < 1:
+            raise ConfigError(f"{key} must be >= 1, got {cfg[sec][name]}")
+    if cfg.DATALOADER.SAMPLER_TRAIN in ("NaiveIdentitySampler", "BalancedIdentitySampler"):
+        b, k = cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE
+        if b % k:
+            raise ConfigError(
+                f"SOLVER.IMS_PER_BATCH = {b} is not a multiple of DATALOADER.NUM_INSTANCE = {k} "
+                f"(images per identity in a batch): {cfg.DATALOADER.SAMPLER_TRAIN} could never "
+                f"fill a batch. Use e.g. IMS_PER_BATCH {max(k, b // k * k)}.")
     if r.PROMPT.TYPE == "template" and "{}" not in r.PROMPT.TEMPLATE:
         raise ConfigError(
             f"MODEL.RGANET.PROMPT.TEMPLATE {r.PROMPT.TEMPLATE!r} has no '{{}}' for the class name")

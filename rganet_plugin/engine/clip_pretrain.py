@@ -180,7 +180,7 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         step += 1
-        history.append(float(loss))
+        history.append(loss.item())
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}", lr=f"{lr_at(step - 1, s):.1e}")

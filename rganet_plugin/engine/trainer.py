@@ -22,6 +22,7 @@ from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 
+from ..config.setup import ConfigError
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
@@ -47,7 +48,10 @@ class RGANetTrainer(DefaultTrainer):
         else:
             train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
         self._num_cameras = train_set.num_cameras
-        return build_reid_train_loader(cfg, train_set=train_set)
+        try:
+            return build_reid_train_loader(cfg, train_set=train_set)
+        except ValueError as e:  # the identity sampler's preconditions (compat.identity_sampler)
+            raise ConfigError(str(e)) from None
 
     def auto_scale_hyperparams(self, cfg, num_classes):
         cfg = DefaultTrainer.auto_scale_hyperparams(cfg, num_classes)
