@@ -43,3 +43,28 @@ def test_stages_shorter_than_the_timer_warmup_finish(tmp_path):
                   "SOLVER.CHECKPOINT_PERIOD", "2", "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ZeroDivisionError" not in r.stderr and "Rank-1" in r.stdout + r.stderr
+
+
+def test_stale_stage1_is_rerun_or_refused(tmp_path, capsys):
+    """A stage-1 result made with other settings is not reused: it is moved aside and learned
+    again (default), or refused with STAGE1.STALE error; the same settings reuse it."""
+    from rganet_plugin.tools.train import main
+
+    out = tmp_path / "out"
+    base = ["--config-file", DEMO, "DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
+            *SMALL, "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.STEPS", "[100]",
+            "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1"]
+    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1"]) == 0
+    first = (out / "prompt_stage" / "stage1_fingerprint.json").read_text()
+    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1"]) == 0
+    log = (out / "log.txt").read_text()
+    assert "already done with these settings" in log
+    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "2",
+                        "MODEL.RGANET.PROMPT.STAGE1.STALE", "error"]) == 2
+    assert "was made with other settings" in capsys.readouterr().err
+    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "2"]) == 0
+    log = (out / "log.txt").read_text()
+    assert "was made with other settings: moved it to" in log
+    assert (out / "prompt_stage" / "stage1_fingerprint.json").read_text() != first
+    stale = [p for p in os.listdir(out) if p.startswith("prompt_stage.stale-")]
+    assert len(stale) == 1 and (out / stale[0] / "model_final.pth").is_file()  # nothing lost

@@ -252,3 +252,16 @@ def test_test_split_masks_and_part_occlusion_record(small):
             assert not (a == k).any()
             seen_covered = True
     assert seen_covered
+
+
+def test_leftovers_of_a_killed_generation_are_removed(tmp_path):
+    """A generation killed mid-way leaves its temporary folder; the next one removes it."""
+    out = tmp_path / "gen"
+    leftover = out / ".Occluded_Duke.tmp-dead1234"
+    (leftover / "query").mkdir(parents=True)
+    (leftover / "query" / "0001_c1_f0000001.jpg").write_bytes(b"half")
+    d = generate_occluded_duke(str(out), progress=False, num_train_ids=2, num_test_ids=2,
+                               images_per_id=2, seed=1)
+    assert not leftover.exists()
+    assert sorted(os.listdir(out)) == [".Occluded_Duke.lock", "Occluded_Duke"]
+    assert os.path.isfile(os.path.join(d, MANIFEST_NAME))

@@ -66,6 +66,9 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.RGANET.PROMPT.STAGE1 = CN()
     _C.MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH = 30
     _C.MODEL.RGANET.PROMPT.STAGE1.BASE_LR = 5e-5
+    # A stage-1 result in OUTPUT_DIR/prompt_stage made with other settings (config, data) than
+    # the run's: "rerun" moves it aside and learns the prompts again; "error" refuses.
+    _C.MODEL.RGANET.PROMPT.STAGE1.STALE = "rerun"
 
     _C.MODEL.RGANET.RAM = CN()
     _C.MODEL.RGANET.RAM.DAI = True  # discrimination-aware indicator alpha (eq. 4)

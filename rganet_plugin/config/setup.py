@@ -67,6 +67,7 @@ _CHOICES = {
     "MODEL.BACKBONE.CLIP.GLOBAL_FEAT": ("gap", "cls"),
     "DATASETS.CORRUPT_IMAGES": ("skip", "error", "off"),
     "TEST.RGANET.SEARCH": ("dense", "faiss"),
+    "MODEL.RGANET.PROMPT.STAGE1.STALE": ("rerun", "error"),
 }
 
 

@@ -1,9 +1,12 @@
 """The training / evaluation entry point behind ``projects/RGANet/train_net.py``."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sys
+import time
 
 import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.engine import default_argument_parser, default_setup, launch
@@ -56,15 +59,63 @@ def prompt_stage_cfg(cfg):
     return c
 
 
+STAGE1_FINGERPRINT = "stage1_fingerprint.json"
+
+
+def stage_fingerprint(c) -> dict:
+    """What a stage-1 result depends on: its whole config but the output folder and the run-time
+    device (model, prompts, data, pseudo masks, solver, seed), hashed."""
+    d = c.clone()
+    d.defrost()
+    d.OUTPUT_DIR = ""
+    d.MODEL.DEVICE = ""
+    text = d.dump()
+    h = hashlib.sha1(text.encode())
+    path = c.MODEL.BACKBONE.PRETRAIN_PATH
+    if c.MODEL.BACKBONE.PRETRAIN and path and os.path.isfile(path):
+        with open(path, "rb") as f:  # the same path may hold other weights later
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return {"sha1": h.hexdigest(), "config": text}
+
+
 def train_prompt_stage(cfg, resume: bool = False) -> str:
     c = prompt_stage_cfg(cfg)
     final = os.path.join(c.OUTPUT_DIR, "model_final.pth")
-    if os.path.isfile(final):
-        logger.info("Stage 1 (prompt learning) already done: %s", final)
-        return final
+    stamp = os.path.join(c.OUTPUT_DIR, STAGE1_FINGERPRINT)
+    want = stage_fingerprint(c)
+    if os.path.isfile(final) or (resume and os.path.isdir(c.OUTPUT_DIR)):
+        have = None
+        if os.path.isfile(stamp):
+            with open(stamp) as f:
+                have = json.load(f).get("sha1")
+        if have == want["sha1"]:
+            if os.path.isfile(final):
+                logger.info("Stage 1 (prompt learning) already done with these settings: %s",
+                            final)
+                return final
+            # a half-done stage with these settings: --resume goes on from its checkpoint
+        else:
+            why = ("was made with other settings" if have is not None
+                   else "has no record of the settings it was made with")
+            if cfg.MODEL.RGANET.PROMPT.STAGE1.STALE == "error":
+                raise ConfigError(
+                    f"the stage-1 result in {c.OUTPUT_DIR} {why}; set "
+                    f"MODEL.RGANET.PROMPT.STAGE1.STALE rerun (or use another OUTPUT_DIR)")
+            stale = f"{c.OUTPUT_DIR}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+            if comm.is_main_process():
+                os.rename(c.OUTPUT_DIR, stale)
+            comm.synchronize()
+            logger.warning("Stage 1 in %s %s: moved it to %s and running stage 1 again",
+                           c.OUTPUT_DIR, why, stale)
+            resume = False
     logger.info("Stage 1: learning the prompt context (%d epochs) into %s", c.SOLVER.MAX_EPOCH,
                 c.OUTPUT_DIR)
     trainer = RGANetTrainer(c)
+    if comm.is_main_process():
+        os.makedirs(c.OUTPUT_DIR, exist_ok=True)
+        with open(stamp, "w") as f:
+            json.dump(want, f)
     trainer.resume_or_load(resume=resume)
     trainer.train()
     comm.synchronize()

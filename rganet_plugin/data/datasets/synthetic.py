@@ -602,6 +602,17 @@ def _file_lock(path: str):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _remove_leftovers(out_dir: str) -> None:
+    """Remove the temporary folders of generations that were killed. Called under the lock, so
+    no live generation owns one (they only exist while their generator holds the lock)."""
+    prefix = f".{DATASET_DIR}.tmp-"
+    for name in os.listdir(out_dir):
+        if name.startswith(prefix) or name.startswith(f"{DATASET_DIR}.old-"):
+            path = os.path.join(out_dir, name)
+            logger.warning("Removing '%s', left by an interrupted generation", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _read_manifest(dataset_dir: str) -> Optional[Dict[str, Any]]:
     try:
         with open(os.path.join(dataset_dir, MANIFEST_NAME)) as f:
@@ -636,6 +647,7 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
                 raise FileExistsError(
                     f"'{dataset_dir}' exists and was not generated with these parameters "
                     f"{params}; pass overwrite=True to replace it or choose another out_dir")
+        _remove_leftovers(out_dir)
         t0 = time.time()
         logger.info("Generating SyntheticOccludedDuke %s into '%s'", params, dataset_dir)
         tmp = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.tmp-", dir=out_dir)
