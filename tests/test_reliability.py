@@ -68,3 +68,35 @@ def test_stale_stage1_is_rerun_or_refused(tmp_path, capsys):
     assert (out / "prompt_stage" / "stage1_fingerprint.json").read_text() != first
     stale = [p for p in os.listdir(out) if p.startswith("prompt_stage.stale-")]
     assert len(stale) == 1 and (out / stale[0] / "model_final.pth").is_file()  # nothing lost
+
+
+def test_second_run_into_a_busy_output_dir_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    import signal
+    import time
+
+    from rganet_plugin.engine.output_lock import LOCK_NAME
+
+    cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
+           "--config-file", DEMO, "DATASETS.ROOT", str(tmp_path / "data"),
+           "OUTPUT_DIR", str(tmp_path / "out"), *SMALL, "SOLVER.IMS_PER_BATCH", "16",
+           "SOLVER.MAX_EPOCH", "500", "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "500"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / "out" / LOCK_NAME
+        for _ in range(600):  # the first run holds the lock once it has read its config
+            if lock.is_file() and str(first.pid) in lock.read_text():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the first run never took the lock")
+        r = train_net(tmp_path, "SOLVER.MAX_EPOCH", "1", timeout=120)
+        assert r.returncode == 2
+        assert f"is in use by another run (pid {first.pid}" in r.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    # the killed run's lock is taken over: this run gets past the lock to building its sampler
+    # (which refuses the batch, a check that comes after the lock)
+    r = train_net(tmp_path, "SOLVER.IMS_PER_BATCH", "64", timeout=120)
+    assert r.returncode == 2 and "is in use" not in r.stderr
+    assert "the training set has 8" in r.stderr

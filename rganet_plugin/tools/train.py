@@ -19,6 +19,7 @@ from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
 from ..engine.hooks import unwrap
+from ..engine.output_lock import OutputDirBusy, OutputDirLock
 from ..engine.checkpoint import (check_checkpoint, complete_cfg_from_checkpoint,
                                  read_model_state)
 
@@ -147,9 +148,12 @@ def run(args):
 def main(argv=None) -> int:
     args = default_argument_parser().parse_args(argv)
     try:
-        launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,))
-    except ConfigError as e:
+        # one writer per OUTPUT_DIR, held by the launching process for the run's whole life
+        output_dir = load_config(args.config_file, args.opts).OUTPUT_DIR
+        with OutputDirLock(output_dir):
+            launch(run, args.num_gpus, num_machines=args.num_machines,
+                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    except (ConfigError, OutputDirBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
