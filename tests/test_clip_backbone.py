@@ -74,6 +74,22 @@ def test_local_checkpoint_loads_and_is_resized(tmp_path, fmt):
     assert torch.equal(model.token_embedding.weight, src.token_embedding.weight)
 
 
+def test_a_reid_resolution_checkpoint_loads_at_another_reid_resolution(tmp_path):
+    """A 256x128 checkpoint (16x8 grid, not a square: e.g. the shipped person CLIP) loaded at
+    128x64 (8x4): the grid is read as 16x8, not as a square, and resized."""
+    from rganet_plugin.modeling.backbones.clip_weights import checkpoint_grid, interpolate_pos_embed
+
+    assert checkpoint_grid(196, (16, 8)) == (14, 14)
+    assert checkpoint_grid(128, (8, 4)) == (16, 8)
+    assert checkpoint_grid(128, (16, 16)) in ((8, 16), (16, 8))
+    src = build_clip_model("RGANet-Tiny-ViT", (256, 128))
+    path = tmp_path / "reid.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    model = build_clip_model("RGANet-Tiny-ViT", (128, 64), pretrain=True, pretrain_path=str(path))
+    want = interpolate_pos_embed(src.visual.positional_embedding.data, (16, 8), (8, 4))
+    assert torch.allclose(model.visual.positional_embedding, want)
+
+
 def test_openai_torchscript_checkpoint(tmp_path):
     """OpenAI's .pt files are TorchScript archives with CLIP's key names."""
     import open_clip

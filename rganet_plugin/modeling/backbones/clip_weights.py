@@ -116,12 +116,18 @@ def load_clip_weights(model, path: str) -> None:
     file belongs to another architecture.
     """
     state = read_checkpoint(path)
-    from open_clip.factory import resize_pos_embed
-
-    try:
-        resize_pos_embed(state, model)
-    except Exception as e:
-        raise CLIPWeightsError(f"cannot resize the position embedding of {path}: {e}") from e
+    pos = state.get("visual.positional_embedding")
+    if pos is not None and hasattr(model.visual, "grid_size"):
+        new_grid = tuple(int(g) for g in model.visual.grid_size)
+        if pos.shape[0] != 1 + new_grid[0] * new_grid[1]:
+            old_grid = checkpoint_grid(pos.shape[0] - 1, new_grid)
+            if old_grid is None:
+                raise CLIPWeightsError(
+                    f"cannot resize the position embedding of {path}: {pos.shape[0] - 1} patch "
+                    f"positions form no grid")
+            logger.info("Resizing the position embedding of %s from %s to %s", path, old_grid,
+                        new_grid)
+            state["visual.positional_embedding"] = interpolate_pos_embed(pos, old_grid, new_grid)
     own = model.state_dict()
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
@@ -138,6 +144,22 @@ def load_clip_weights(model, path: str) -> None:
             + "Check MODEL.BACKBONE.CLIP.NAME against the checkpoint.")
     model.load_state_dict(state, strict=False)
     logger.info("Loaded CLIP weights from %s", path)
+
+
+def checkpoint_grid(num_patches: int, target_grid: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+    """The patch grid a checkpoint's position embedding was made for: square when the count is a
+    square (OpenAI / open_clip checkpoints), else the factorisation whose aspect ratio is closest
+    to the model's (a ReID checkpoint such as 16x8 loaded at 8x4)."""
+    root = int(round(num_patches ** 0.5))
+    if root * root == num_patches:
+        return root, root
+    want = target_grid[0] / target_grid[1]
+    pairs = [(h, num_patches // h) for h in range(1, num_patches + 1) if num_patches % h == 0]
+    if not pairs:
+        return None
+    import math
+
+    return min(pairs, key=lambda hw: abs(math.log((hw[0] / hw[1]) / want)))
 
 
 def _describe(title: str, keys) -> str:
