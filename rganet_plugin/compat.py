@@ -33,7 +33,9 @@ Patches (name: symptom without it):
     ``compute_jaccard_distance``; on a CPU we route it to the faiss CPU index (search_option=3).
 ``launch_cpu``
     ``fastreid.engine.launch`` asserts CUDA and uses the NCCL backend; multi-process runs on CPUs
-    (tests, CPU clusters) use the gloo backend instead.
+    (tests, CPU clusters) use the gloo backend instead, with a collective timeout of
+    ``RGANET_DIST_TIMEOUT`` seconds (default 1800), so a peer that stops answering ends the run
+    with an error instead of a wait without end.
 ``ddp_cpu``
     ``DefaultTrainer`` wraps the model as ``DistributedDataParallel(model,
     device_ids=[local_rank])``, which is invalid for a CPU module; on CPU ``device_ids`` is dropped.
@@ -63,6 +65,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import datetime
 import importlib
 import logging
 import os
@@ -223,8 +226,11 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
         return _ORIGINAL_WORKER(local_rank, main_func, world_size, num_gpus_per_machine,
                                 machine_rank, dist_url, args)
     global_rank = machine_rank * num_gpus_per_machine + local_rank
+    # A peer that stops answering (killed on another machine, hung) makes the others fail after
+    # this many seconds instead of waiting in a collective forever (torch's default: 30 min).
+    timeout = datetime.timedelta(seconds=float(os.environ.get("RGANET_DIST_TIMEOUT", "1800")))
     dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
-                            rank=global_rank)
+                            rank=global_rank, timeout=timeout)
     comm.synchronize()
     num_machines = world_size // num_gpus_per_machine
     for i in range(num_machines):

@@ -10,6 +10,7 @@ import time
 
 import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.engine import default_argument_parser, default_setup, launch
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.env import seed_all_rng
@@ -156,4 +157,22 @@ def main(argv=None) -> int:
     except (ConfigError, OutputDirBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ProcessExitedException as e:  # a worker died (killed, out of memory, ...)
+        print(f"error: training process {e.error_index} stopped ({_exit_reason(e)}); the other "
+              f"processes were stopped too. The checkpoints written so far are in "
+              f"{output_dir}: rerun the same command with --resume to go on from the last one.",
+              file=sys.stderr)
+        return 1
+    except ProcessRaisedException as e:  # a worker raised, e.g. a collective timed out
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        print(f"error: a training process failed: {first}\nThe other processes were stopped; "
+              f"the checkpoints written so far are in {output_dir} (--resume goes on from the "
+              f"last one).", file=sys.stderr)
+        return 1
     return 0
+
+
+def _exit_reason(e) -> str:
+    if getattr(e, "signal_name", None):
+        return f"signal {e.signal_name}"
+    return f"exit code {getattr(e, 'exit_code', '?')}"
