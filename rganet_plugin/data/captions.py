@@ -142,9 +142,27 @@ _HIDDEN = {"out of frame": ("the {p} is out of the frame", "the {p} is not in th
                         "the {p} is blocked by {o}")}
 
 
+_PHRASE = {"head": lambda d, r: _head_phrase(d, r), "upper": lambda d, r: _upper_phrase(d, r),
+           "lower": lambda d, r: _lower_phrase(d, r), "foot": lambda d, r: d["shoes"]}
+
+
+def _alone_caption(parts, k: str, rng: np.random.Generator) -> str:
+    x = _PHRASE[k](parts[k], rng)
+    if k == "upper":
+        x = "a " + x
+    name = _PART_NAMES[k]
+    art = "an" if name[0] in "aeiou" else "a"
+    forms = [f"{art} {name} part of a person: {x}", f"{art} {name} part of a person with {x}",
+             f"the {name} of a person, {x}", f"{art} {name} part of a person."]
+    if k != "head":
+        forms.append(f"a photo of {x}")
+    text = _pick(rng, forms)
+    return text if text.endswith(".") else text + "."
+
+
 def caption(parts: Mapping[str, Dict[str, str]], visible: Mapping[str, float],
             rng: np.random.Generator, occluder: Optional[Tuple[str, str]] = None,
-            scene: Optional[str] = None, visible_thresh: float = 0.5) -> str:
+            scene: Optional[str] = None, visible_thresh: float = 0.5, alone: bool = False) -> str:
     """One caption of a view.
 
     ``parts`` from :func:`describe_person`; ``visible`` the fraction of each part's pixels in view
@@ -152,15 +170,17 @@ def caption(parts: Mapping[str, Dict[str, str]], visible: Mapping[str, float],
     a short phrase for the background. Parts with at least ``visible_thresh`` of their pixels in
     view are described, mostly (each is left out with a small probability, as people do); parts
     with almost nothing in view are said to be hidden (by the occluder) or out of the frame.
+    ``alone``: a part shown by itself (a cutout): it is named and described, nothing else.
     """
     shown = ([k for k in PART_KEYS if visible.get(k, 0.0) >= visible_thresh]
              or [max(PART_KEYS, key=lambda k: visible.get(k, 0.0))])  # the most visible one
+    if alone:
+        return _alone_caption(parts, shown[0], rng)
     gone = [k for k in PART_KEYS if visible.get(k, 0.0) < 0.15]
     described = [k for k in shown if rng.random() < 0.85] or shown[:1]
     phrases = []
     for k in described:
-        x = {"head": _head_phrase, "upper": _upper_phrase, "lower": _lower_phrase,
-             "foot": lambda d, r: d["shoes"]}[k](parts[k], rng)
+        x = _PHRASE[k](parts[k], rng)
         phrases.append(_pick(rng, _PART_SENTENCES[k]).format(x=x))
     whole = len(shown) == len(PART_KEYS)
     if whole:

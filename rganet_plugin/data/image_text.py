@@ -12,7 +12,14 @@ person is a demo or test identity) in a new scene, seen in one of these views:
 * ``full``: the whole person (45%);
 * ``occluded``: the whole person behind a car, a wall, a tree or a pillar (25%);
 * ``top`` / ``bottom``: the camera frames only the upper or lower part of the person, the rest
-  is out of the frame (15% / 15%), as in partial ReID.
+  is out of the frame (10% / 10%), as in partial ReID;
+* ``cutout``: one body part alone (the head, the upper-body garment with the arms, the lower-body
+  garment with the legs, or the shoes) at its place and size over a scene, the way the web shows
+  garments and accessories in product photos (25%).
+
+Cutouts are what ties the part words to image content: in the other views every part word comes
+with most of the body, but a cutout's caption ("an upper body part of a person: a red t-shirt")
+names the one part the picture shows.
 
 The caption (:func:`rganet_plugin.data.captions.caption`) describes the parts in view and says
 which are hidden or out of the frame. ``part_visible`` (the fraction of each part's pixels in
@@ -37,8 +44,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["IMAGE_TEXT_VERSION", "VIEW_KINDS", "render_pair", "ImageTextPairs", "build_pairs"]
 
 #: Bump when the pairs change (drawing, views or captions); part of the cache hash.
-IMAGE_TEXT_VERSION = 1
-VIEW_KINDS = (("full", 0.45), ("occluded", 0.25), ("top", 0.15), ("bottom", 0.15))
+IMAGE_TEXT_VERSION = 2
+VIEW_KINDS = (("full", 0.35), ("occluded", 0.2), ("top", 0.1), ("bottom", 0.1), ("cutout", 0.25))
 #: Random streams: people and scenes of the pre-training pairs never share the ReID data's
 #: streams (``[seed, 1, pid]`` for identities, ``[seed, 2, camera]`` for scenes).
 _PERSON_STREAM, _SCENE_STREAM, _VIEW_STREAM = 101, 102, 103
@@ -85,6 +92,10 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
         frac = rng.uniform(0.3, 0.55)
         dy = int(round(frac * h)) if view == "top" else -int(round(frac * h))
         label, material, person = (_shift_rows(a, dy) for a in (label, material, person))
+    elif view == "cutout":
+        keep = label == int(rng.integers(1, 5))
+        label = np.where(keep, label, 0).astype(label.dtype)
+        material = np.where(keep, material, 0).astype(material.dtype)
     off = int(rng.integers(0, 2 * cam["pad"] + 1))
     img = cam["bg"][:, off:off + w].copy()
     np.copyto(img, person, where=(material > 0)[..., None])
@@ -111,7 +122,8 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
         visible[k + "_occluded"] = float(covered[i] / safe[i])
     parts = describe_person(ident)
     scene = _scene_phrase(cam, h)
-    caps = [caption(parts, visible, rng, occluder, scene) for _ in range(num_captions)]
+    caps = [caption(parts, visible, rng, occluder, scene, alone=view == "cutout")
+            for _ in range(num_captions)]
     return {"image": img.astype(np.uint8), "label": label.astype(np.uint8), "captions": caps,
             "part_visible": {k: visible[k] for k in PART_KEYS}, "view": view,
             "occluder": None if occluder is None else occluder[0]}
