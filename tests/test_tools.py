@@ -443,3 +443,15 @@ def test_checkpoint_error_is_clean(env, tmp_path, capsys):
     rc = tools_main(["export", "--config-file", env["cfg_file"], "--weights",
                      str(tmp_path / "nope.pth"), "--out", str(tmp_path / "m.ts")])
     assert rc == 2 and "checkpoint not found" in capsys.readouterr().err
+
+
+def test_export_to_a_path_that_cannot_be_written(env, tmp_path, capsys):
+    """Refused before anything is loaded or traced, naming the path and why."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    out = blocker / "m.ts"
+    assert tools_main(["export", *_model_args(env), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}" in err and "cannot be made" in err
+    assert tools_main(["export", *_model_args(env), "--out", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err

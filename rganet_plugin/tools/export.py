@@ -229,11 +229,30 @@ def max_abs_diff(a: nn.Module, b, input_size, device, batch: int = 3) -> float:
     return float((a(x) - b(x)).abs().max())
 
 
+def unwritable(path: str) -> str:
+    """Why ``path`` cannot be written ("" when it can); creates its folder if missing."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        return f"its folder {folder} cannot be made ({e.strerror or e})"
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "no write permission"
+    return ""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_cli_logging(args.verbose)
     if args.device == "auto":
         args.device = "cpu"  # a portable file; pass --device cuda to trace on a GPU
+    for path in {args.out, args.onnx} - {""}:  # before the model is loaded and traced
+        problem = unwritable(path)
+        if problem:
+            print(f"error: cannot write {path}: {problem}", file=sys.stderr)
+            return 2
     predictor = build_predictor(args.config_file, args.weights, args.opts, device=args.device)
     module = InferenceRGANet(predictor.model, predictor.input_size).eval()
     info = export_info(predictor)
