@@ -1,6 +1,7 @@
 """Each equation of the method against a hand-computed reference on tiny tensors."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -145,3 +146,38 @@ def test_region_features_follow_the_masks():
     s = region_masks(fmap, protos, bg, 20.0)
     r = masked_average_pool(s[:, 1:], fmap)[0]
     assert torch.allclose(F.normalize(r, dim=-1), torch.eye(d)[:2], atol=1e-3)
+
+
+def test_pseudo_mask_targets_on_the_patch_grid_hand_computed():
+    """A 4x4 label map onto a 2x2 grid (2x2-pixel patches). Top-left patch: three 'foot' (4)
+    pixels and one background; nearest sampling takes its first pixel, the background."""
+    from rganet_plugin.modeling.losses import patch_targets, soft_segmentation_loss
+
+    labels = torch.tensor([[[0, 4, 1, 1],
+                            [4, 4, 1, 2],
+                            [255, 255, 3, 3],
+                            [255, 255, 3, 0]]])
+    nearest = patch_targets(labels, (2, 2), 5, "nearest")
+    majority = patch_targets(labels, (2, 2), 5, "majority")
+    soft = patch_targets(labels, (2, 2), 5, "soft")
+    assert nearest.tolist() == [[[0, 1], [255, 3]]]
+    assert majority.tolist() == [[[4, 1], [255, 3]]]
+    assert soft.shape == (1, 5, 2, 2)
+    assert soft[0, :, 0, 0].tolist() == [0.25, 0.0, 0.0, 0.0, 0.75]
+    assert soft[0, :, 0, 1].tolist() == [0.0, 0.75, 0.25, 0.0, 0.0]
+    assert soft[0, :, 1, 0].tolist() == [0.0] * 5  # nothing labelled
+    assert soft[0, :, 1, 1].tolist() == [0.25, 0.0, 0.0, 0.75, 0.0]
+    # soft cross-entropy: masks uniform over 5 classes -> log 5 on each labelled patch
+    masks = torch.full((1, 5, 2, 2), 0.2)
+    assert abs(soft_segmentation_loss(masks, soft).item() - math.log(5)) < 1e-6
+    # a patch whose mask matches its fractions scores their entropy
+    m = soft.clone()
+    m[0, :, 1, 0] = 0.2
+    ent = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert abs(soft_segmentation_loss(m.clamp_min(1e-8), soft).item() - ent) < 1e-5
+    # without the background: the top-left patch is all foot, the bottom-right all lower body
+    nb = -(math.log(0.75) + (0.75 * math.log(0.75) + 0.25 * math.log(0.25)) + math.log(0.75)) / 3
+    assert abs(soft_segmentation_loss(m.clamp_min(1e-8), soft, include_background=False).item()
+               - nb) < 1e-5
+    with pytest.raises(ValueError, match="unknown segmentation target mode"):
+        patch_targets(labels, (2, 2), 5, "bilinear")

@@ -69,6 +69,10 @@ def add_rganet_config(cfg: CN) -> CN:
     # A stage-1 result in OUTPUT_DIR/prompt_stage made with other settings (config, data) than
     # the run's: "rerun" moves it aside and learns the prompts again; "error" refuses.
     _C.MODEL.RGANET.PROMPT.STAGE1.STALE = "rerun"
+    # How the pseudo masks (image resolution) reach the patch grid of L_seg (eq. 3), which the
+    # paper does not say: "majority" (each patch's most frequent label), "soft" (area fractions
+    # as soft targets) or "nearest" (one pixel per patch: misses small parts such as the feet).
+    _C.MODEL.RGANET.PROMPT.STAGE1.SEG_TARGETS = "majority"
 
     _C.MODEL.RGANET.RAM = CN()
     _C.MODEL.RGANET.RAM.DAI = True  # discrimination-aware indicator alpha (eq. 4)

@@ -68,6 +68,7 @@ _CHOICES = {
     "DATASETS.CORRUPT_IMAGES": ("skip", "error", "off"),
     "TEST.RGANET.SEARCH": ("dense", "faiss"),
     "MODEL.RGANET.PROMPT.STAGE1.STALE": ("rerun", "error"),
+    "MODEL.RGANET.PROMPT.STAGE1.SEG_TARGETS": ("majority", "soft", "nearest"),
 }
 
 

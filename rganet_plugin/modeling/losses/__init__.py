@@ -1,1 +1,2 @@
-from .region_losses import confidence_weighted_id_loss, segmentation_loss  # noqa: F401
+from .region_losses import (SEG_TARGETS, confidence_weighted_id_loss, patch_targets,  # noqa: F401
+                            segmentation_loss, soft_segmentation_loss)

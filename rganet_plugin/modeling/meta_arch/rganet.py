@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
@@ -28,7 +27,8 @@ from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils.events import get_event_storage
 from torch import nn
 
-from ..losses import confidence_weighted_id_loss, segmentation_loss
+from ..losses import (confidence_weighted_id_loss, patch_targets, segmentation_loss,
+                      soft_segmentation_loss)
 from ..outputs import FeatureLayout
 
 
@@ -76,6 +76,7 @@ class RGANet(nn.Module):
         self.region_tri_scale = r.LOSS.REGION_TRI_SCALE
         self.seg_scale = r.LOSS.SEG_SCALE
         self.seg_include_bg = True
+        self.seg_targets = r.PROMPT.STAGE1.SEG_TARGETS
 
         self.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, -1, 1, 1),
                              False)
@@ -189,10 +190,12 @@ class RGANet(nn.Module):
             fmap = self.region_head.project(fmap)
         all_masks = self.region_head.masks(fmap)
         labels = batched_inputs["masks"].to(self.device)
-        if labels.shape[-2:] != all_masks.shape[-2:]:
-            labels = F.interpolate(labels[:, None].float(), size=all_masks.shape[-2:],
-                                   mode="nearest")[:, 0].long()
-        loss = segmentation_loss(all_masks, labels, include_background=self.seg_include_bg)
+        targets = patch_targets(labels, all_masks.shape[-2:], all_masks.shape[1],
+                                self.seg_targets)
+        if self.seg_targets == "soft":
+            loss = soft_segmentation_loss(all_masks, targets, include_background=self.seg_include_bg)
+        else:
+            loss = segmentation_loss(all_masks, targets, include_background=self.seg_include_bg)
         loss = loss * self.seg_scale
         try:  # fast-reid logs single-loss dicts only as total_loss; keep the name visible
             get_event_storage().put_scalar("loss_seg", loss.detach().item())
