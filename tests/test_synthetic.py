@@ -143,17 +143,13 @@ def test_registered_loader_generates_into_the_cache(tmp_path):
     assert synthetic_cache_dir(tmp_path, dict(SMALL_CFG, SEED=9)) != synthetic_cache_dir(tmp_path, SMALL_CFG)
 
 
-def test_default_parameters_and_speed(tmp_path):
-    import time
-
-    t = time.perf_counter()
+def test_default_parameters(tmp_path):
+    # how long generation takes is a benchmark's business, not a test's (a busy CI machine)
     ds = DATASET_REGISTRY.get("SyntheticOccludedDuke")(root=tmp_path)  # synthetic=None: defaults
-    elapsed = time.perf_counter() - t
     assert ds.synthetic_params == dict(num_train_ids=48, num_test_ids=32, images_per_id=8, seed=0,
                                        height=256, width=128)
     assert len(ds.train) == 48 * 8 and ds.parse_data(ds.train)[0] == 48
     assert len(ds.gallery) == 32 * 8 and 32 <= len(ds.query) <= 64
-    assert elapsed < 20, f"default generation took {elapsed:.1f}s"
 
 
 def test_comm_dataset_reads_an_item(tmp_path):
