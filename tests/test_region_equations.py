@@ -181,3 +181,30 @@ def test_pseudo_mask_targets_on_the_patch_grid_hand_computed():
                - nb) < 1e-5
     with pytest.raises(ValueError, match="unknown segmentation target mode"):
         patch_targets(labels, (2, 2), 5, "bilinear")
+
+
+def test_class_specific_context_moves_one_prototype_at_a_time():
+    """CoOp's two forms: a shared context moves every prototype; a class-specific one (PROMPT.
+    CLASS_SPECIFIC) moves only its own class's."""
+    from rganet_plugin.modeling.backbones.clip_text import CLIPTextTower
+    from rganet_plugin.modeling.backbones.clip_weights import build_clip_model
+    from rganet_plugin.modeling.heads.prompts import LearnablePrompts
+
+    torch.manual_seed(0)
+    tower = CLIPTextTower(build_clip_model("RGANet-Tiny-ViT", (256, 128)), "RGANet-Tiny-ViT")
+    names = ["head", "upper body", "lower body", "foot"]
+    shared = LearnablePrompts(names, tower, n_ctx=4)
+    csc = LearnablePrompts(names, tower, n_ctx=4, class_specific=True)
+    assert shared.ctx.shape == (4, tower.width) and csc.ctx.shape == (4, 4, tower.width)
+    with torch.no_grad():
+        csc.ctx.copy_(shared.ctx.unsqueeze(0).expand(4, -1, -1))
+        torch.testing.assert_close(csc(tower), shared(tower))  # same context: same prototypes
+        before = csc(tower).clone()
+        bump = torch.randn(4, tower.width)  # not a constant: LayerNorm would remove that
+        csc.ctx[2] += bump
+        after = csc(tower)
+        shared.ctx += bump
+        moved = (shared(tower) - before).norm(dim=1)
+    changed = (after - before).norm(dim=1)
+    assert changed[2] > 1e-3 and torch.all(changed[[0, 1, 3]] == 0)
+    assert torch.all(moved > 1e-3)

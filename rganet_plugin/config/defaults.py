@@ -56,6 +56,8 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.RGANET.PROMPT.TEMPLATE = "a {} part of a person."
     _C.MODEL.RGANET.PROMPT.N_CTX = 8
     _C.MODEL.RGANET.PROMPT.CTX_INIT = ""  # e.g. "a photo of a" (len must equal N_CTX words)
+    # CoOp's two forms: one context shared by all classes (False) or one per class (True).
+    _C.MODEL.RGANET.PROMPT.CLASS_SPECIFIC = False
     # Initialise the background embedding p_0 from the text "background" or at random.
     _C.MODEL.RGANET.PROMPT.BACKGROUND_INIT = "text"
     _C.MODEL.RGANET.PROMPT.TRAIN_BACKGROUND = True  # p_0 keeps learning in stage 2

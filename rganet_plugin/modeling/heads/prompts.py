@@ -3,7 +3,9 @@
 * :class:`TemplatePrompts`: a hand-crafted template, ``"a {} part of a person."`` by default.
   The five templates of the paper's Table VI are in :data:`TABLE_VI_TEMPLATES`.
 * :class:`LearnablePrompts`: CoOp context ``[V]_1 .. [V]_K [CLASS].`` with ``K`` learnable
-  word embeddings shared by all classes, placed before the class token.
+  word embeddings placed before the class token, shared by all classes (CoOp's unified context,
+  the default) or one set per class (CoOp's class-specific context, ``PROMPT.CLASS_SPECIFIC``):
+  the paper's ``[V]_1 [V]_2 ... [V]_K [CLASS]`` does not say which.
 
 Both produce prototypes ``(N, d)`` through CLIP's frozen text tower.
 """
@@ -45,7 +47,7 @@ class LearnablePrompts(nn.Module):
     learnable = True
 
     def __init__(self, class_names: List[str], tower: CLIPTextTower, n_ctx: int = 8,
-                 ctx_init: str = ""):
+                 ctx_init: str = "", class_specific: bool = False):
         super().__init__()
         self.class_names = list(class_names)
         self.n_ctx = n_ctx
@@ -66,6 +68,8 @@ class LearnablePrompts(nn.Module):
         else:
             ctx = torch.empty(n_ctx, width)
             nn.init.normal_(ctx, std=0.02)
+        if class_specific:  # one context per class, all starting from the same init
+            ctx = ctx.unsqueeze(0).repeat(len(self.class_names), 1, 1)
         self.ctx = nn.Parameter(ctx)
         self.register_buffer("token_prefix", emb[:, :1].clone())  # SOS
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone())  # CLASS . EOS pad
@@ -76,7 +80,7 @@ class LearnablePrompts(nn.Module):
 
     def forward(self, tower: CLIPTextTower) -> torch.Tensor:
         n = self.token_prefix.shape[0]
-        ctx = self.ctx.unsqueeze(0).expand(n, -1, -1)
+        ctx = self.ctx if self.ctx.dim() == 3 else self.ctx.unsqueeze(0).expand(n, -1, -1)
         dev = tower.token_embedding.weight.device
         prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1).to(dev)
         return tower.encode_embeddings(prompts.to(tower.token_embedding.weight.dtype),

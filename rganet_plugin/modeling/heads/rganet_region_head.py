@@ -64,7 +64,7 @@ class RGANetRegionHead(nn.Module):
         if self.mode == "rgm":
             if r.PROMPT.TYPE == "learnable":
                 self.prompts = LearnablePrompts(self.class_names, text_tower, r.PROMPT.N_CTX,
-                                                r.PROMPT.CTX_INIT)
+                                                r.PROMPT.CTX_INIT, r.PROMPT.CLASS_SPECIFIC)
             else:
                 self.prompts = TemplatePrompts(self.class_names, r.PROMPT.TEMPLATE)
             self.generator = RegionGenerationModule(n, r.GAMMA)
