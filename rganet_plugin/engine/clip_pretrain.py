@@ -42,12 +42,12 @@ STATE_NAME = "pretrain_state.pt"
 @dataclasses.dataclass
 class PretrainSettings:
     model: str = "RGANet-Person-ViT"
-    steps: int = 1500
+    steps: int = 2400
     batch_size: int = 128
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.1
-    num_pairs: int = 16000
+    num_pairs: int = 32000
     seed: int = 0
     eval_pairs: int = 512
     ckpt_every: int = 100

@@ -84,4 +84,45 @@ def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int 
     report["part_miou"] = loc["miou"]
     report["part_iou"] = dict(zip(PART_CLASSES, loc["iou"]))
     report["num_people"] = len(pairs)
+    report.update(dense_diagnostics(fmap, protos, np.asarray(pairs.labels[:])))
     return report
+
+
+@torch.no_grad()
+def dense_diagnostics(fmap: torch.Tensor, protos: torch.Tensor, labels: np.ndarray) -> Dict:
+    """Why part localisation works or not:
+
+    * ``part_prompt_cos``: mean cosine between different part prompts (near 1: the text tower
+      does not tell the parts apart);
+    * ``prompt_cos_body`` / ``prompt_cos_background``: mean cosine of the part prompts with
+      body patches and with background patches (patches by majority label);
+    * ``linear_probe_acc``: a logistic regression from the normalised patch tokens to the
+      patch's part (patches at least 30% body; trained on 3/4 of the images, scored on the
+      rest), next to ``linear_probe_majority`` (always the most frequent part): whether the
+      tokens hold the part at all, in any direction.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    p = F.normalize(protos.float(), dim=1)
+    k = p.shape[0]
+    pc = p @ p.t()
+    out = {"part_prompt_cos": float((pc.sum() - pc.diag().sum()) / (k * k - k))}
+    f = F.normalize(fmap.float(), dim=1)
+    lab = torch.from_numpy(np.asarray(labels, np.int64)).clamp(0, k)
+    frac = F.adaptive_avg_pool2d(F.one_hot(lab, k + 1).permute(0, 3, 1, 2).float(), f.shape[-2:])
+    cos = torch.einsum("bdhw,kd->bhw", f, p) / k  # mean over prompts
+    maj = frac.argmax(dim=1)
+    out["prompt_cos_body"] = float(cos[maj > 0].mean())
+    out["prompt_cos_background"] = float(cos[maj == 0].mean())
+    body = frac[:, 1:].sum(dim=1) >= 0.3
+    y = frac[:, 1:].argmax(dim=1)
+    n_img = f.shape[0]
+    split = max(1, n_img * 3 // 4)
+    tokens = f.permute(0, 2, 3, 1)
+    xtr, ytr = tokens[:split][body[:split]].numpy(), y[:split][body[:split]].numpy()
+    xte, yte = tokens[split:][body[split:]].numpy(), y[split:][body[split:]].numpy()
+    if len(set(ytr.tolist())) > 1 and len(yte):
+        clf = LogisticRegression(max_iter=300).fit(xtr, ytr)
+        out["linear_probe_acc"] = float(clf.score(xte, yte))
+        out["linear_probe_majority"] = float(np.mean(yte == np.bincount(ytr).argmax()))
+    return out

@@ -32,11 +32,45 @@ def format_report(report) -> str:
                      *(f"{iou[k]:.3f}" for k in ("head", "upper body", "lower body", "foot"))))
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    diag = [("model", "part prompts: mean cos", "prompt cos, body patches",
+             "prompt cos, background patches", "linear probe (patch -> part)", "majority class")]
+    for which in ("random", "trained"):
+        r = report.get(which)
+        if r is None or "part_prompt_cos" not in r:
+            continue
+        diag.append((which, f"{r['part_prompt_cos']:.2f}", f"{r['prompt_cos_body']:.3f}",
+                     f"{r['prompt_cos_background']:.3f}", f"{r.get('linear_probe_acc', float('nan')):.3f}",
+                     f"{r.get('linear_probe_majority', float('nan')):.3f}"))
+    if len(diag) > 1:
+        out += ["", "| " + " | ".join(diag[0]) + " |", "|" + "---|" * len(diag[0])]
+        out += ["| " + " | ".join(r) + " |" for r in diag[1:]]
     chance = (report.get("trained") or report.get("random"))["chance_R@1"]
     n = (report.get("trained") or report.get("random"))["num_people"]
     out.append(f"\n{n} held-apart people (full view); chance R@1 = {chance:.4f}; part mIoU on "
                f"body pixels, argmax over 'a {{}} part of a person.' (chance about 0.25 or less)")
     return "\n".join(out)
+
+
+def _evaluate_weights(args, s, cache) -> int:
+    import json
+
+    from ..engine.clip_pretrain import build_model, sha256_of
+    from ..evaluation.zero_shot import zero_shot_report
+    from ..modeling.backbones.clip_weights import load_clip_weights
+
+    model = build_model(s.model, s.seed)
+    load_clip_weights(model, args.eval_weights)
+    report = {"weights": args.eval_weights, "sha256": sha256_of(args.eval_weights),
+              "trained": zero_shot_report(model, s.model, cache, s.seed, s.eval_pairs, True)}
+    if not args.no_random_baseline:
+        report["random"] = zero_shot_report(build_model(s.model, s.seed), s.model, cache, s.seed,
+                                            s.eval_pairs, True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "zero_shot.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(format_report(report))
+    print(f"\nweights: {args.eval_weights}  sha256 {report['sha256']}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -52,6 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-random-baseline", action="store_true",
                    help="skip the zero-shot checks of a random model of the same architecture")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--eval-weights", default="",
+                   help="no training: run the zero-shot checks of this weights file (e.g. the "
+                        "shipped weights/RGANet-Person-ViT.safetensors) next to a random model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -66,6 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = args.cache or os.path.join(os.getenv("FASTREID_DATASETS", "datasets"), "image_text")
     command = "python -m rganet_plugin.tools pretrain-clip " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.eval_weights:
+        return _evaluate_weights(args, s, cache)
     try:
         report = pretrain_clip(s, args.out, cache, progress=True, command=command,
                                eval_random=not args.no_random_baseline)
