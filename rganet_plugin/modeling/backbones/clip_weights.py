@@ -57,7 +57,8 @@ def build_clip_model(name: str, image_size: Sequence[int], pretrain: bool = Fals
                 f"ViT-B-16.pt, or open_clip_pytorch_model.bin / .safetensors from the open_clip "
                 f"model hub) and set MODEL.BACKBONE.PRETRAIN_PATH to the local file."
             ) from e
-    model = open_clip.create_model(name, pretrained=None, force_image_size=size)
+    with _quiet_open_clip():  # it warns "initialized randomly" before we load the weights
+        model = open_clip.create_model(name, pretrained=None, force_image_size=size)
     if pretrain:
         if not pretrain_path:
             raise CLIPWeightsError(
@@ -65,6 +66,21 @@ def build_clip_model(name: str, image_size: Sequence[int], pretrain: bool = Fals
                 "MODEL.BACKBONE.CLIP.PRETRAINED_TAG is set")
         load_clip_weights(model, pretrain_path)
     return model
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record):
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+class _quiet_open_clip:
+    def __enter__(self):
+        self._f = _DropRandomInitWarning()
+        logging.getLogger().addFilter(self._f)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self._f)
+        return False
 
 
 def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
