@@ -83,6 +83,8 @@ def mask_picture(run_dir, config, out_png, opts, num=5):
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
+    with Image.open(out_png) as im:  # a 256-colour palette: a quarter of the size
+        im.convert("RGB").quantize(256).save(out_png, optimize=True)
 
 
 def bank_figure(logs_by_run, out_png):
