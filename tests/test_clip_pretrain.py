@@ -160,3 +160,18 @@ def test_shipped_model_retrieves_fresh_people_from_their_captions(tmp_path):
     assert scores["shipped"]["text_to_image_R@1"] >= 8 * chance
     assert scores["shipped"]["text_to_image_R@5"] >= 0.5
     assert scores["random"]["text_to_image_R@1"] < 4 * chance
+
+
+def test_leftovers_of_a_killed_rendering_are_removed(tmp_path):
+    import subprocess
+
+    from rganet_plugin.data.image_text import build_pairs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = tmp_path / f"pairs-abc.tmp-{dead.pid}"
+    leftover.mkdir()
+    live = tmp_path / f"pairs-def.tmp-{os.getpid()}"  # a live process's: kept
+    live.mkdir()
+    pairs = build_pairs(str(tmp_path), 4, seed=1, progress=False)
+    assert len(pairs) == 4 and not leftover.exists() and live.exists()

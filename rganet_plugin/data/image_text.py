@@ -168,6 +168,7 @@ def build_pairs(cache_root: str, num: int, seed: int = 0, start: int = 0, height
     if os.path.isfile(os.path.join(folder, "pairs.json")):
         return ImageTextPairs(folder)
     os.makedirs(cache_root, exist_ok=True)
+    _remove_dead_leftovers(cache_root)
     tmp = f"{folder}.tmp-{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
     try:
@@ -180,6 +181,21 @@ def build_pairs(cache_root: str, num: int, seed: int = 0, start: int = 0, height
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ImageTextPairs(folder)
+
+
+def _remove_dead_leftovers(cache_root: str) -> None:
+    """Temporary folders of renderings whose process is gone (killed): ``*.tmp-<pid>``."""
+    for name in os.listdir(cache_root):
+        head, sep, pid = name.rpartition(".tmp-")
+        if not sep or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            logger.warning("Removing %s, left by an interrupted rendering", name)
+            shutil.rmtree(os.path.join(cache_root, name), ignore_errors=True)
+        except OSError:  # alive but not ours
+            pass
 
 
 def _render_into(folder: str, params: Dict[str, Any], progress: bool) -> None:
