@@ -33,6 +33,22 @@ def last_result(log: str):
     return result
 
 
+def train_config(cfg_file, name, seed, out, opts):
+    """``train_net.py`` on one config and seed in its own process; its last result table plus
+    ``minutes``. Exits with the run's output tail when it fails."""
+    cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
+           "--config-file", cfg_file, "OUTPUT_DIR", out, "SEED", str(seed), *opts]
+    t0 = time.time()
+    print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = last_result(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or res is None:
+        print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
+        raise SystemExit(f"{name} seed {seed} failed (exit {proc.returncode})")
+    res["minutes"] = (time.time() - t0) / 60
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -44,17 +60,8 @@ def main():
     for seed in args.seeds:
         for name in args.runs:
             out = os.path.join(args.out, f"{name}_seed{seed}")
-            cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
-                   "--config-file", os.path.join(ROOT, "configs", "Demo", f"{name}_demo.yml"),
-                   "OUTPUT_DIR", out, "SEED", str(seed), *args.opts]
-            t0 = time.time()
-            print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            res = last_result(proc.stdout + proc.stderr)
-            if proc.returncode != 0 or res is None:
-                print((proc.stdout + proc.stderr)[-3000:], file=sys.stderr)
-                raise SystemExit(f"{name} failed (exit {proc.returncode})")
-            res["minutes"] = (time.time() - t0) / 60
+            res = train_config(os.path.join(ROOT, "configs", "Demo", f"{name}_demo.yml"), name,
+                               seed, out, args.opts)
             results.setdefault(name, []).append(res)
             print(f"[{name} seed {seed}] R1 {res['Rank-1']:.1f}  mAP {res['mAP']:.1f}  "
                   f"({res['minutes']:.1f} min)", flush=True)

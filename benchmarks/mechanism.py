@@ -25,9 +25,7 @@ Prints markdown tables (mean +- std over seeds), writes ``<out>/summary.json`` a
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -35,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from demo_ablation import last_result  # noqa: E402
+from demo_ablation import train_config  # noqa: E402
 from machine import cpu_model, load_average  # noqa: E402
 
 RUNS = {
@@ -51,18 +49,7 @@ PARTS = ("head", "upper body", "lower body", "foot")
 
 
 def train(run, seed, out, opts):
-    cfg_file = os.path.join(ROOT, RUNS[run][0])
-    cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
-           "--config-file", cfg_file, "OUTPUT_DIR", out, "SEED", str(seed), *opts]
-    print(f"[{run} seed {seed}] {' '.join(cmd)}", flush=True)
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    res = last_result(proc.stdout + proc.stderr)
-    if proc.returncode != 0 or res is None:
-        print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
-        raise SystemExit(f"{run} seed {seed} failed (exit {proc.returncode})")
-    res["minutes"] = (time.time() - t0) / 60
-    return res
+    return train_config(os.path.join(ROOT, RUNS[run][0]), run, seed, out, opts)
 
 
 def measure(run, seed, out, opts):
