@@ -29,7 +29,7 @@ import torch
 
 from ..data.image_text import IMAGE_TEXT_VERSION, build_pairs
 from ..data.datasets.synthetic import DRAWING_VERSION
-from ..modeling.backbones.clip_weights import register_plugin_model_configs
+from ..modeling.backbones.clip_weights import build_clip_model
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +66,9 @@ class PretrainStateMismatch(RuntimeError):
 
 
 def build_model(name: str, seed: int = 0):
-    import open_clip
-
-    register_plugin_model_configs()
+    """A randomly initialised CLIP of architecture ``name`` at its own input size, seeded."""
     torch.manual_seed(seed)
-    return open_clip.create_model(name, pretrained=None)
+    return build_clip_model(name, None)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling.heads.region_generation import masked_average_pool, stripe_masks
+from ..modeling.losses import patch_targets
 from .region_metrics import auroc, foreground_iou, part_iou, patch_to_pixels
 
 __all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
@@ -152,8 +153,7 @@ def bank_alignment(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[str
         d = predictor.details([gt.paths[i] for i in idx])
         f = head.project(d["feature_map"].to(predictor.device)).float().cpu()
         labels = torch.from_numpy(gt.masks(idx))
-        onehot = F.one_hot(labels.clamp(0, n), n + 1).permute(0, 3, 1, 2).float()[:, 1:]
-        frac = F.adaptive_avg_pool2d(onehot, f.shape[-2:])  # area of part j in each patch
+        frac = patch_targets(labels, f.shape[-2:], n + 1, "soft")[:, 1:]  # area of part j
         pooled = masked_average_pool(frac, f)  # (B, N, d)
         present = frac.sum(dim=(2, 3)) > 0
         sums["part"] += (pooled * present[..., None]).sum(dim=0)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..modeling.losses import patch_targets
 from .region_metrics import part_iou, patch_to_pixels
 
 HELD_APART_START = 10_000_000
@@ -108,8 +109,8 @@ def dense_diagnostics(fmap: torch.Tensor, protos: torch.Tensor, labels: np.ndarr
     pc = p @ p.t()
     out = {"part_prompt_cos": float((pc.sum() - pc.diag().sum()) / (k * k - k))}
     f = F.normalize(fmap.float(), dim=1)
-    lab = torch.from_numpy(np.asarray(labels, np.int64)).clamp(0, k)
-    frac = F.adaptive_avg_pool2d(F.one_hot(lab, k + 1).permute(0, 3, 1, 2).float(), f.shape[-2:])
+    frac = patch_targets(torch.from_numpy(np.asarray(labels, np.int64)), f.shape[-2:], k + 1,
+                         "soft")  # area of background and of each part in each patch
     cos = torch.einsum("bdhw,kd->bhw", f, p) / k  # mean over prompts
     maj = frac.argmax(dim=1)
     out["prompt_cos_body"] = float(cos[maj > 0].mean())

@@ -38,15 +38,16 @@ def register_plugin_model_configs() -> None:
         _registered = True
 
 
-def build_clip_model(name: str, image_size: Sequence[int], pretrain: bool = False,
+def build_clip_model(name: str, image_size: Optional[Sequence[int]], pretrain: bool = False,
                      pretrain_path: str = "", pretrained_tag: str = ""):
-    """An open_clip ``CLIP`` model of architecture ``name`` at ``image_size`` (H, W)."""
+    """An open_clip ``CLIP`` model of architecture ``name`` at ``image_size`` (H, W; ``None``:
+    the architecture's own size)."""
     register_plugin_model_configs()
     if name not in open_clip.list_models():
         raise CLIPWeightsError(
             f"unknown CLIP architecture {name!r}; open_clip knows e.g. ViT-B-16, ViT-B-32, "
             f"ViT-L-14, and the plugin adds RGANet-Tiny-ViT, RGANet-Small-ViT")
-    size = tuple(int(s) for s in image_size)
+    size = tuple(int(s) for s in image_size) if image_size is not None else None
     if pretrain and not pretrain_path and pretrained_tag:
         try:
             return open_clip.create_model(name, pretrained=pretrained_tag, force_image_size=size)
