@@ -88,3 +88,17 @@ def test_mechanism_command_end_to_end(tmp_path):
     # a second call reuses the finished runs
     r2 = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r2.returncode == 0 and "train_net.py" not in r2.stdout
+
+
+def test_ground_truth_of_a_folder_that_cannot_give_it_is_refused(tmp_path):
+    import json as _json
+
+    from rganet_plugin.data.datasets.synthetic import MANIFEST_NAME
+    from rganet_plugin.evaluation.mechanism import load_ground_truth
+
+    with pytest.raises(FileNotFoundError, match="need a generated dataset's manifest"):
+        load_ground_truth(str(tmp_path))
+    old = {"version": 1, "images": [{"split": "query", "file": "query/0001_c1_f0000001.jpg"}]}
+    (tmp_path / MANIFEST_NAME).write_text(_json.dumps(old))
+    with pytest.raises(ValueError, match="before part occlusion was recorded .*regenerate"):
+        load_ground_truth(str(tmp_path))
