@@ -93,6 +93,8 @@ SYNTHETIC_DEFAULTS: Dict[str, int] = {
     "seed": 0,
     "height": 256,
     "width": 128,
+    "bags_percent": 0,
+    "outfits_per_id": 0,
 }
 
 #: Label values of the pseudo part masks.
@@ -164,8 +166,13 @@ def synthetic_params(synthetic: Any = None, **overrides) -> Dict[str, int]:
     return params
 
 
+_LATER_KEYS = ("bags_percent", "outfits_per_id")
+
+
 def _params_hash(params: Mapping[str, int]) -> str:
-    blob = json.dumps({"params": dict(sorted(params.items())), "version": GENERATOR_VERSION},
+    # keys added later are left out at their default value, so existing caches keep their name
+    kept = {k: v for k, v in params.items() if not (k in _LATER_KEYS and v == 0)}
+    blob = json.dumps({"params": dict(sorted(kept.items())), "version": GENERATOR_VERSION},
                       sort_keys=True).encode()
     return hashlib.sha1(blob).hexdigest()[:12]
 
