@@ -4,25 +4,31 @@ One label map per training image, in a folder that mirrors the dataset's image f
 
     <masks_root>/<image folder name>/<image stem>.png   (or .npy)
 
-``<masks_root>`` is ``MODEL.RGANET.PSEUDO_MASKS.DIR`` or, when empty, ``<dataset_dir>/masks``
+``<masks_root>`` is ``DATASETS.PSEUDO_MASKS.DIR`` or, when empty, ``<dataset_dir>/masks``
 (e.g. ``Occluded_Duke/masks/bounding_box_train/0005_c2_f0046985.png``). A label map is a
-single-channel uint8 PNG (or a 2-D integer ``.npy``) of any size (resized with nearest neighbour):
-0 = background, j = body-region class j of ``MODEL.RGANET.CLASS_NAMES`` (1 head, 2 upper body,
-3 lower body, 4 foot), 255 = ignore. ``docs/datasets.md`` shows how to make them with a human
-parser; the generated dataset ships its own.
+single-channel uint8 PNG (or a 2-D integer ``.npy``) of any size (resized with nearest neighbour)
+holding the canonical part labels of :mod:`.part_labels`: 0 background, 1 head, 2 upper body,
+3 lower body, 4 foot, 5 bags, 255 ignore. The same files serve every ``MODEL.RGANET.CLASS_NAMES``:
+each map is translated to that list's labels (0 background, j = its j-th name), parts the list
+lacks folding into their neighbour (head -> upper body for the paper's N = 2, foot -> lower body,
+bags -> background; ``part_labels.FOLD``). A value outside the set is an error naming the file.
+``python -m rganet_plugin.tools convert-parsing`` makes them from a human parser's output
+(docs/part_labels.md); the generated dataset ships its own.
 
 The stage uses resize-only transforms so masks and images stay aligned.
 """
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from PIL import Image
+
+from .part_labels import apply_table, canonical_to_class_table
 
 
 class MissingPseudoMaskError(FileNotFoundError):
@@ -58,10 +64,14 @@ class PseudoMaskDataset(CommDataset):
     """``CommDataset`` items plus ``masks``: the label map resized to the input size."""
 
     def __init__(self, img_items, transform, size_hw: Tuple[int, int], masks_root: str = "",
-                 num_classes: int = 4):
+                 class_names: Sequence[str] = ("head", "upper body", "lower body", "foot")):
         super().__init__(img_items, transform, relabel=True)
         self.size_hw = tuple(size_hw)
-        self.num_region_classes = num_classes
+        self.class_names = list(class_names)
+        self.num_region_classes = len(self.class_names)
+        # canonical label -> class label of CLASS_NAMES (checked here: an unknown name fails
+        # before any training starts)
+        self.label_table = canonical_to_class_table(self.class_names)
         self.mask_paths: List[str] = []
         missing = []
         for item in img_items:
@@ -80,8 +90,8 @@ class PseudoMaskDataset(CommDataset):
 
     def __getitem__(self, index):
         out = super().__getitem__(index)
-        lab = read_label_map(self.mask_paths[index])
-        lab = np.where((lab > self.num_region_classes) & (lab != 255), 255, lab).astype(np.uint8)
+        path = self.mask_paths[index]
+        lab = apply_table(read_label_map(path), self.label_table, path).astype(np.uint8)
         h, w = self.size_hw
         lab = np.asarray(Image.fromarray(lab).resize((w, h), Image.NEAREST))
         out["masks"] = torch.from_numpy(lab.astype(np.int64))
@@ -94,4 +104,4 @@ def build_pseudo_mask_set(cfg, items) -> PseudoMaskDataset:
     for k in ("FLIP", "PADDING", "CROP", "REA", "RPT", "AFFINE", "AUTOAUG", "AUGMIX", "CJ"):
         c.INPUT[k].ENABLED = False
     return PseudoMaskDataset(items, build_transforms(c, is_train=True), cfg.INPUT.SIZE_TRAIN,
-                             cfg.MODEL.RGANET.PSEUDO_MASKS.DIR, len(cfg.MODEL.RGANET.CLASS_NAMES))
+                             cfg.DATASETS.PSEUDO_MASKS.DIR, cfg.MODEL.RGANET.CLASS_NAMES)
