@@ -14,6 +14,7 @@ import rganet_plugin  # noqa: F401  (patches fast-reid, registers the datasets)
 from fastreid.config import CfgNode
 from fastreid.data.datasets import DATASET_REGISTRY
 from rganet_plugin.data.datasets import OccludedDuke, synthetic as syn
+from rganet_plugin.data.synthetic import occluded_duke as gen_duke
 from rganet_plugin.data.datasets.synthetic import (
     MANIFEST_NAME,
     OCCLUSION_RATIOS,
@@ -147,7 +148,7 @@ def test_default_parameters(tmp_path):
     # how long generation takes is a benchmark's business, not a test's (a busy CI machine)
     ds = DATASET_REGISTRY.get("SyntheticOccludedDuke")(root=tmp_path)  # synthetic=None: defaults
     assert ds.synthetic_params == dict(num_train_ids=48, num_test_ids=32, images_per_id=8, seed=0,
-                                       height=256, width=128)
+                                       height=256, width=128, bags_percent=0, outfits_per_id=0)
     assert len(ds.train) == 48 * 8 and ds.parse_data(ds.train)[0] == 48
     assert len(ds.gallery) == 32 * 8 and 32 <= len(ds.query) <= 64
 
@@ -187,7 +188,7 @@ def test_existing_folder_with_other_params(tmp_path):
 
 def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = syn._render
+    real = gen_duke._render
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -195,7 +196,7 @@ def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(*a, **k)
 
-    monkeypatch.setattr(syn, "_render", flaky)
+    monkeypatch.setattr(gen_duke, "_render", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_occluded_duke(str(tmp_path), progress=False, **SMALL)
     assert [n for n in os.listdir(tmp_path) if not n.endswith(".lock")] == []
@@ -203,13 +204,13 @@ def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_concurrent_first_use_generates_once(tmp_path, monkeypatch):
     calls = Counter()
-    real = syn._write_dataset
+    real = gen_duke._write_dataset
 
     def counted(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(syn, "_write_dataset", counted)
+    monkeypatch.setattr(gen_duke, "_write_dataset", counted)
     params = dict(SMALL_CFG, NUM_TRAIN_IDS=3, NUM_TEST_IDS=2, IMAGES_PER_ID=2)
     results, errors = [], []
 
