@@ -2,6 +2,8 @@
 
 * ``SyntheticOccludedDuke``: the occluded set, in the real Occluded-Duke layout, read with the
   :class:`~rganet_plugin.data.datasets.occluded_duke.OccludedDuke` loader.
+* ``SyntheticLTCC``: the cloth-changing set (2-3 outfits per identity, clothes ids), in LTCC's
+  layout, read with the :class:`~rganet_plugin.data.datasets.ltcc.LTCC` loader.
 
 What is drawn and how it is cached: :mod:`rganet_plugin.data.synthetic` (one module per concern).
 The names other modules used from here before the split (``generate_occluded_duke``,
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ..synthetic import cache as _cache
+from ..synthetic.cloth_changing import CC_DATASET_DIR, ensure_synthetic_ltcc
 from ..synthetic.occluded_duke import (  # noqa: F401  (re-exported)
     DATASET_DIR,
     JPEG_QUALITY,
@@ -44,6 +47,7 @@ from ..synthetic.people import (  # noqa: F401
 from ..synthetic.render import _render  # noqa: F401
 from ..synthetic.scenes import _camera  # noqa: F401
 from .common import register_dataset
+from .ltcc import LTCC, parse_ltcc_name
 from .occluded_duke import OccludedDuke, parse_duke_name
 
 MANIFEST_NAME = _cache.MANIFEST_NAME
@@ -61,6 +65,7 @@ __all__ = [
     "synthetic_params",
     "synthetic_cache_dir",
     "SyntheticOccludedDuke",
+    "SyntheticLTCC",
 ]
 
 
@@ -89,5 +94,30 @@ class SyntheticOccludedDuke(OccludedDuke):
         dataset_dir = ensure_synthetic_occluded_duke(root, self.synthetic_params)
         self.manifest_path = os.path.join(dataset_dir, MANIFEST_NAME)
         parsers = {s: parse_duke_name for s in ("train", "query", "gallery")}
+        self._build(os.path.dirname(dataset_dir), parsers, corrupt_images=corrupt_images, **kwargs)
+        self.datasets_root = os.fspath(root)
+
+
+@register_dataset
+class SyntheticLTCC(LTCC):
+    """The generated cloth-changing dataset, read with the LTCC loader (items carry ``.clothes``).
+
+    Args:
+        root: fast-reid's datasets root; the data is cached in
+            ``<root>/synthetic_cc/<hash of params>/LTCC_ReID`` and generated on first use.
+        synthetic: ``DATASETS.SYNTHETIC``: ``NUM_TRAIN_IDS``, ``NUM_TEST_IDS``, ``IMAGES_PER_ID``
+            (all outfits together; >= 2 x outfits), ``SEED``, ``HEIGHT``, ``WIDTH``,
+            ``OUTFITS_PER_ID`` (0: 2 or 3 per identity), ``BAGS_PERCENT``.
+        corrupt_images, **kwargs: as for the real loaders.
+    """
+
+    dataset_name = "syntheticltcc"
+    dataset_dir_names = (CC_DATASET_DIR,)
+
+    def __init__(self, root="datasets", synthetic=None, corrupt_images=None, **kwargs):
+        self.synthetic_params = synthetic_params(synthetic)
+        dataset_dir = ensure_synthetic_ltcc(root, self.synthetic_params)
+        self.manifest_path = os.path.join(dataset_dir, MANIFEST_NAME)
+        parsers = {s: parse_ltcc_name for s in ("train", "query", "gallery")}
         self._build(os.path.dirname(dataset_dir), parsers, corrupt_images=corrupt_images, **kwargs)
         self.datasets_root = os.fspath(root)
