@@ -10,6 +10,7 @@ Commands (``python -m rganet_plugin.tools <command> --help`` for each; docs/tool
     search    rank an indexed gallery for query images (eq. 10)
     export    an inference-only model (no text tower) as TorchScript / ONNX
     pretrain-clip  pre-train a small CLIP on generated image-caption pairs (zero-shot checks)
+    convert-parsing  human-parser label maps -> pseudo part masks (docs/part_labels.md)
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ COMMANDS = {
     "export": ("export", "main", "inference-only model (no text tower) -> TorchScript / ONNX"),
     "pretrain-clip": ("pretrain_clip", "main",
                       "pre-train a small CLIP on generated image-caption pairs (zero-shot checks)"),
+    "convert-parsing": ("convert_parsing", "main",
+                        "human-parser label maps (LIP, ATR, CIHP, Pascal-Person-Part) -> part masks"),
 }
 
 
