@@ -60,6 +60,29 @@ Patches (name: symptom without it):
     instances per identity, or it needs more identities than the training set has. Their
     constructors now check this and raise ``ValueError`` naming ``SOLVER.IMS_PER_BATCH``,
     ``DATALOADER.NUM_INSTANCE`` and the number of identities.
+``amp_cpu``
+    Every fast-reid base recipe sets ``SOLVER.AMP.ENABLED True``, and ``AMPTrainer.run_step``
+    asserts ``torch.cuda.is_available()``: ``AssertionError: [AMPTrainer] CUDA is required for AMP
+    training!`` on a CPU. On a CPU the step runs in float32 (``SimpleTrainer.run_step``, no
+    autocast, no grad scaler; a warning says so once); on a GPU it is fast-reid's AMP step.
+``affine_transform``
+    ``INPUT.AFFINE.ENABLED`` builds ``T.RandomAffine(..., resample=False, fillcolor=0)``;
+    torchvision >= 0.13 removed both keywords (``TypeError: ... unexpected keyword argument
+    'resample'``). They are translated to ``interpolation=NEAREST`` and ``fill=0`` (what they
+    meant).
+``profiler_use_cuda``
+    fast-reid's ``AutogradProfiler`` hook calls ``torch.autograd.profiler.profile(use_cuda=...)``;
+    torch 2.x has no ``use_cuda`` (``TypeError``). It now passes ``use_device='cuda'`` when asked
+    for CUDA and one is present, and profiles the CPU otherwise.
+``backbone_weights``
+    fast-reid's backbone builders import ``gdown`` and download ImageNet weights when
+    ``MODEL.BACKBONE.PRETRAIN_PATH`` is empty (``ImportError`` offline), and load a given file
+    with ``strict=False``, so a checkpoint wrapped as ``{'state_dict': ...}`` or with ``module.``
+    prefixes loads nothing and training silently starts from random weights. Each builder fast-reid
+    registers now goes through
+    ``rganet_plugin.modeling.backbones.imagenet_weights.build_with_imagenet_weights``: a clear
+    error naming the file to fetch, the common wrappings undone, and a file that leaves most of the
+    backbone unloaded refused.
 """
 from __future__ import annotations
 
@@ -357,6 +380,111 @@ def _patch_identity_sampler() -> None:
         cls.__init__ = make(original)
 
 
+def _runs_on_cuda(model) -> bool:
+    param = next(model.parameters(), None)
+    return param is not None and param.is_cuda
+
+
+def _patch_amp_cpu() -> None:
+    import functools
+
+    import torch
+
+    from fastreid.engine import train_loop
+
+    cls = train_loop.AMPTrainer
+    original_init, original_step = cls.__init__, cls.run_step
+
+    @functools.wraps(original_init)
+    def __init__(self, model, data_loader, optimizer, param_wrapper, grad_scaler=None):
+        if grad_scaler is None and not _runs_on_cuda(model):
+            grad_scaler = torch.amp.GradScaler("cuda", enabled=False)  # never used on a CPU
+        original_init(self, model, data_loader, optimizer, param_wrapper, grad_scaler)
+
+    @functools.wraps(original_step)
+    def run_step(self):
+        if _runs_on_cuda(self.model):
+            return original_step(self)
+        if not getattr(self, "_amp_cpu_warned", False):
+            logger.warning("SOLVER.AMP.ENABLED is True but the model is on the CPU: fast-reid's "
+                           "AMP needs CUDA, so training runs in float32 (no autocast, no grad "
+                           "scaler)")
+            self._amp_cpu_warned = True
+        return train_loop.SimpleTrainer.run_step(self)
+
+    cls.__init__ = __init__
+    cls.run_step = run_step
+
+
+def _patch_affine_transform() -> None:
+    import torchvision.transforms as T
+    from torchvision.transforms import InterpolationMode
+
+    from fastreid.data.transforms import build as transforms_build
+
+    class RandomAffine(T.RandomAffine):
+        """``T.RandomAffine`` that also takes the pre-0.13 ``resample`` / ``fillcolor``."""
+
+        def __init__(self, *args, resample=None, fillcolor=None, **kwargs):
+            if resample is not None and "interpolation" not in kwargs:
+                kwargs["interpolation"] = {False: InterpolationMode.NEAREST,
+                                           0: InterpolationMode.NEAREST,
+                                           2: InterpolationMode.BILINEAR,
+                                           3: InterpolationMode.BICUBIC}.get(
+                    resample, InterpolationMode.NEAREST)
+            if fillcolor is not None and "fill" not in kwargs:
+                kwargs["fill"] = fillcolor
+            super().__init__(*args, **kwargs)
+
+    # fast-reid's build.py calls `T.RandomAffine` through its module-level `T`: give it a view of
+    # torchvision.transforms in which only RandomAffine differs.
+    view = types.ModuleType("torchvision.transforms (fast-reid compat view)")
+    view.__getattr__ = lambda name: getattr(T, name)
+    view.RandomAffine = RandomAffine
+    transforms_build.T = view
+
+
+def _patch_profiler_use_cuda() -> None:
+    import functools
+
+    import torch
+
+    from fastreid.engine import hooks
+
+    original = hooks.AutogradProfiler.before_step
+
+    @functools.wraps(original)
+    def before_step(self):
+        if self._enable_predicate(self.trainer):
+            device = "cuda" if self._use_cuda and torch.cuda.is_available() else None
+            self._profiler = torch.autograd.profiler.profile(use_device=device)
+            self._profiler.__enter__()
+        else:
+            self._profiler = None
+
+    hooks.AutogradProfiler.before_step = before_step
+
+
+def _guard_backbone_builder(builder):
+    import functools
+
+    @functools.wraps(builder)
+    def build(cfg):
+        from .modeling.backbones.imagenet_weights import build_with_imagenet_weights
+
+        return build_with_imagenet_weights(builder, cfg, builder.__name__)
+
+    return build
+
+
+def _patch_backbone_weights() -> None:
+    from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
+
+    for name, fn in list(BACKBONE_REGISTRY._obj_map.items()):
+        if getattr(fn, "__module__", "").startswith("fastreid.") and not hasattr(fn, "__wrapped__"):
+            BACKBONE_REGISTRY._obj_map[name] = _guard_backbone_builder(fn)
+
+
 PATCHES: Dict[str, Callable[[], None]] = {
     "collections_abc": _patch_collections_abc,
     "torch_six": _patch_torch_six,
@@ -370,6 +498,10 @@ PATCHES: Dict[str, Callable[[], None]] = {
     "checkpoint_load": _patch_checkpoint_load,
     "metric_printer": _patch_metric_printer,
     "identity_sampler": _patch_identity_sampler,
+    "amp_cpu": _patch_amp_cpu,
+    "affine_transform": _patch_affine_transform,
+    "profiler_use_cuda": _patch_profiler_use_cuda,
+    "backbone_weights": _patch_backbone_weights,
 }
 
 # Patches that must run before `fastreid` is first imported (the rest patch fast-reid's modules).

@@ -306,3 +306,149 @@ def test_identity_sampler(tmp_path):
     s = NaiveIdentitySampler(items, 16, 4, seed=0)  # a batch that fits: 4 identities x 4
     it = iter(s)
     assert len({items[next(it)][1] for _ in range(16)}) == 4
+
+
+AMP_STEP = """
+import torch, rganet_plugin
+from fastreid.config import get_cfg
+from fastreid.engine.train_loop import AMPTrainer
+from fastreid.solver import build_optimizer
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+    def forward(self, batch):
+        return {"loss": (self.fc(batch["x"]) - 1).pow(2).mean()}
+
+def batches():
+    while True:
+        yield {"x": torch.ones(3, 4)}
+
+torch.manual_seed(0)
+model = Net()
+cfg = get_cfg(); cfg.SOLVER.OPT = "SGD"; cfg.SOLVER.BASE_LR = 0.1; cfg.SOLVER.MOMENTUM = 0.0
+cfg.SOLVER.WEIGHT_DECAY = cfg.SOLVER.WEIGHT_DECAY_BIAS = cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
+opt, params = build_optimizer(cfg, model)
+trainer = AMPTrainer(model, batches(), opt, params)
+before = model.fc.weight.detach().clone()
+bias = model.fc.bias.detach().clone()
+from fastreid.utils.events import EventStorage
+with EventStorage(0) as storage:
+    trainer.iter = 0
+    trainer.storage = storage
+    trainer.run_step()
+print("STEP", float((model.fc.weight - before).abs().sum().detach()))
+"""
+
+
+def test_amp_cpu(tmp_path, caplog):
+    """Every fast-reid base recipe turns AMP on; fast-reid's AMP step asserts CUDA."""
+    r = run_without("amp_cpu", AMP_STEP, tmp_path)
+    assert r.returncode != 0 and "CUDA is required for AMP training" in r.stderr
+    ns = {}
+    with caplog.at_level("WARNING"):
+        exec(compile(AMP_STEP, "amp_step", "exec"), ns)  # noqa: S102  (the same code, patched)
+    model, before, bias = ns["model"], ns["before"], ns["bias"]
+    # one float32 SGD step (lr 0.1) on mean((w x + b - 1)^2) over 3 rows x 2 outputs, x = 1:
+    # d/dw_o = (1/6) * 3 * 2 (y_o - 1) * 1 = y_o - 1 with y_o = sum(w_o) + b_o
+    y = before.sum(dim=1) + bias
+    expected = before - 0.1 * (y - 1).unsqueeze(1).expand_as(before)
+    assert torch.allclose(model.fc.weight.detach(), expected, atol=1e-6)
+    assert model.fc.weight.dtype == torch.float32
+    assert "training runs in float32" in caplog.text
+    assert ns["trainer"].grad_scaler.is_enabled() is False
+
+
+AFFINE = """
+import rganet_plugin
+from fastreid.config import get_cfg
+from fastreid.data.transforms import build_transforms
+from PIL import Image
+cfg = get_cfg()
+cfg.INPUT.SIZE_TRAIN = [32, 16]
+cfg.INPUT.AFFINE.ENABLED = True
+t = build_transforms(cfg, is_train=True)
+x = t(Image.new("RGB", (16, 32), (200, 10, 10)))
+print("SHAPE", tuple(x.shape))
+"""
+
+
+def test_affine_transform(tmp_path):
+    r = run_without("affine_transform", AFFINE, tmp_path)
+    assert r.returncode != 0 and "resample" in r.stderr
+    import torchvision.transforms as T
+    from fastreid.config import get_cfg
+    from fastreid.data.transforms import build_transforms
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    cfg = get_cfg()
+    cfg.INPUT.SIZE_TRAIN = [32, 16]
+    cfg.INPUT.AFFINE.ENABLED = True
+    t = build_transforms(cfg, is_train=True)
+    affine = [s for s in t.transforms if isinstance(s, T.RandomAffine)]
+    assert len(affine) == 1  # what the old keywords meant: nearest neighbour, black fill
+    assert affine[0].interpolation == InterpolationMode.NEAREST and affine[0].fill == 0
+    assert affine[0].degrees == [-10.0, 10.0] and affine[0].scale == [0.9, 1.1]
+    assert tuple(t(Image.new("RGB", (16, 32), (200, 10, 10))).shape) == (3, 32, 16)
+
+
+PROFILER = """
+import os, torch, rganet_plugin
+from fastreid.engine.hooks import AutogradProfiler
+class T: iter = 3
+hook = AutogradProfiler(lambda trainer: True, os.getcwd())
+hook.trainer = T()
+hook.before_step()
+torch.ones(4, 4).matmul(torch.ones(4, 4))
+hook.after_step()
+print("FILES", sorted(os.listdir(os.getcwd())))
+"""
+
+
+def test_profiler_use_cuda(tmp_path):
+    r = run_without("profiler_use_cuda", PROFILER, tmp_path)
+    assert r.returncode != 0 and "use_cuda" in r.stderr
+    from fastreid.engine.hooks import AutogradProfiler
+
+    class Trainer:
+        iter = 3
+
+    hook = AutogradProfiler(lambda trainer: True, str(tmp_path))
+    hook.trainer = Trainer()
+    hook.before_step()
+    torch.ones(4, 4).matmul(torch.ones(4, 4))
+    hook.after_step()
+    trace = tmp_path / "profiler-trace-iter3.json"
+    assert trace.is_file() and "aten::matmul" in trace.read_text()
+
+
+BACKBONE_NO_PATH = """
+import rganet_plugin
+from fastreid.config import get_cfg
+from fastreid.modeling.backbones import build_backbone
+cfg = get_cfg()
+cfg.MODEL.BACKBONE.DEPTH = "18x"
+cfg.MODEL.BACKBONE.PRETRAIN = True
+cfg.MODEL.BACKBONE.PRETRAIN_PATH = ""
+build_backbone(cfg)
+"""
+
+
+def test_backbone_weights(tmp_path):
+    """PRETRAIN True without a file: fast-reid imports gdown (not installed, and nothing could
+    be downloaded); with the patch, a clear error naming the file to fetch."""
+    r = run_without("backbone_weights", BACKBONE_NO_PATH, tmp_path)
+    assert r.returncode != 0 and "No module named 'gdown'" in r.stderr
+    from fastreid.config import get_cfg
+    from fastreid.modeling.backbones import build_backbone
+
+    from rganet_plugin.modeling.backbones.imagenet_weights import ImageNetWeightsError
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    cfg.MODEL.BACKBONE.PRETRAIN = True
+    cfg.MODEL.BACKBONE.PRETRAIN_PATH = ""
+    with pytest.raises(ImageNetWeightsError, match=r"fetch resnet18-5c106cde\.pth \(https://"):
+        build_backbone(cfg)

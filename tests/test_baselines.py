@@ -1,0 +1,196 @@
+"""fast-reid's own recipes (BoT, AGW, SBS, MGN) as configs of this project, their ImageNet weights
+from a local file, and the comparison tool (docs/baselines.md)."""
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+from rganet_plugin.config import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+RECIPES = ["bagtricks_R50", "bagtricks_R50-ibn", "AGW_R50", "AGW_R50-ibn", "sbs_R50",
+           "sbs_R50-ibn", "mgn_R50-ibn"]
+TINY_DATA = ["DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "8", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "4",
+             "DATASETS.SYNTHETIC.IMAGES_PER_ID", "4", "DATALOADER.NUM_WORKERS", "0",
+             "MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "4",
+             "TEST.IMS_PER_BATCH", "32"]
+
+
+# ---------------------------------------------------------------------------- the recipes
+def test_recipe_files_are_upstreams_values():
+    """Spot checks of each re-expressed base against fast-reid's configs/ (commit c9bc3ce)."""
+    bot = load_config(os.path.join(CONFIGS, "FastReID", "Base-bagtricks.yml"))
+    assert bot.MODEL.META_ARCHITECTURE == "Baseline" and bot.SOLVER.STEPS == [40, 90]
+    assert bot.SOLVER.WARMUP_ITERS == 2000 and bot.MODEL.LOSSES.TRI.MARGIN == 0.3
+    assert bot.SOLVER.AMP.ENABLED and bot.MODEL.BACKBONE.PRETRAIN
+    agw = load_config(os.path.join(CONFIGS, "FastReID", "Base-AGW.yml"))
+    assert agw.MODEL.BACKBONE.WITH_NL and agw.MODEL.HEADS.POOL_LAYER == "GeneralizedMeanPooling"
+    assert agw.MODEL.LOSSES.TRI.MARGIN == 0.0 and not agw.MODEL.LOSSES.TRI.HARD_MINING
+    sbs = load_config(os.path.join(CONFIGS, "FastReID", "Base-SBS.yml"))
+    assert sbs.MODEL.HEADS.CLS_LAYER == "CircleSoftmax" and sbs.MODEL.HEADS.MARGIN == 0.35
+    assert sbs.INPUT.SIZE_TRAIN == [384, 128] and sbs.INPUT.AUTOAUG.ENABLED
+    assert sbs.SOLVER.SCHED == "CosineAnnealingLR" and sbs.SOLVER.FREEZE_ITERS == 1000
+    assert sbs.MODEL.FREEZE_LAYERS == ["backbone"] and sbs.DATALOADER.NUM_INSTANCE == 16
+    mgn = load_config(os.path.join(CONFIGS, "FastReID", "Base-MGN.yml"))
+    assert mgn.MODEL.META_ARCHITECTURE == "MGN" and mgn.MODEL.HEADS.EMBEDDING_DIM == 256
+    assert not mgn.MODEL.BACKBONE.WITH_NL and mgn.MODEL.FREEZE_LAYERS == ["backbone", "b1", "b2", "b3"]
+
+
+@pytest.mark.parametrize("dataset,train,test", [
+    ("OccludedDuke", "OccludedDuke", "OccludedDuke"), ("OccludedREID", "Market1501", "OccludedREID"),
+    ("PartialREID", "Market1501", "PartialREID"), ("PartialiLIDS", "Market1501", "PartialiLIDS")])
+def test_each_recipe_on_each_dataset(dataset, train, test):
+    for recipe in RECIPES:
+        cfg = load_config(os.path.join(CONFIGS, dataset, f"{recipe}.yml"))
+        assert cfg.DATASETS.NAMES == (train,) and cfg.DATASETS.TESTS == (test,), recipe
+        assert cfg.MODEL.BACKBONE.WITH_IBN == recipe.endswith("-ibn"), recipe
+        assert cfg.MODEL.BACKBONE.PRETRAIN_PATH.startswith("weights/imagenet/resnet50"), recipe
+        assert cfg.OUTPUT_DIR == f"logs/{dataset}/{recipe}"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_builds_and_trains_two_iterations(recipe, tmp_path):
+    """The demo variant of each recipe (fast-reid's Baseline / MGN, ResNet-50 or -ibn, its
+    losses, heads, pooling, non-local, circle softmax, freeze hook) with RGANetTrainer, two
+    iterations on tiny generated data: the losses are finite and the trained weights moved."""
+    from fastreid.utils.events import EventStorage
+
+    from rganet_plugin.engine import RGANetTrainer
+
+    size = "[96, 32]" if recipe.startswith("mgn") else "[64, 32]"  # MGN cuts 3 stripes
+    cfg = load_config(os.path.join(CONFIGS, "Demo", f"{recipe}_demo.yml"), TINY_DATA + [
+        "DATASETS.ROOT", str(tmp_path.parent / "baselines_data"), "OUTPUT_DIR", str(tmp_path),
+        "INPUT.SIZE_TRAIN", size, "INPUT.SIZE_TEST", size,
+        "SOLVER.FREEZE_ITERS", "1"])
+    trainer = RGANetTrainer(cfg)
+    model = trainer.model
+    assert type(model).__name__ == ("MGN" if recipe.startswith("mgn") else "Baseline")
+    nl = [m for m in model.modules() if type(m).__name__ == "Non_local"]
+    assert bool(nl) == recipe.startswith(("AGW", "sbs")), recipe
+    assert any(type(m).__name__ == "IBN" for m in model.modules()) == recipe.endswith("-ibn")
+    head = model.heads if hasattr(model, "heads") else model.b1_head
+    assert type(head.cls_layer).__name__ == ("Linear" if recipe.startswith(("bag", "AGW"))
+                                             else "CircleSoftmax")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.iter = trainer.start_iter = trainer.epoch = 0
+    with EventStorage(0) as trainer.storage:  # fast-reid's TrainerBase.train, for two steps
+        trainer.before_train()
+        trainer.before_epoch()
+        for _ in range(2):
+            trainer.before_step()
+            trainer.run_step()
+            trainer.after_step()
+            trainer.iter += 1
+    losses = trainer.storage.latest()
+    assert all(torch.isfinite(torch.tensor(v)) for k, (v, _) in losses.items()
+               if k.startswith("loss"))
+    after = model.state_dict()
+    moved = [k for k in before if before[k].dtype.is_floating_point
+             and not torch.equal(before[k], after[k])]
+    assert any(k.startswith(("heads", "b1_head")) for k in moved)
+    if recipe.startswith(("sbs", "mgn")):  # frozen for FREEZE_ITERS = 1, then trained
+        assert any(k.startswith("backbone.") and "weight" in k for k in moved)
+
+
+def test_autoaugment_runs_on_modern_pil():
+    """SBS turns on fast-reid's AutoAugment (p = 0.1): every sub-policy works here."""
+    import numpy as np
+    from fastreid.data.transforms.autoaugment import AutoAugment
+    from PIL import Image
+
+    img = Image.fromarray((np.random.RandomState(0).rand(64, 32, 3) * 255).astype("uint8"))
+    aa = AutoAugment()
+    for policy in aa.policies if hasattr(aa, "policies") else []:
+        out = policy(img)
+        assert out.size == img.size
+    assert aa(img).size == (32, 64)
+
+
+# ---------------------------------------------------------------------------- ImageNet weights
+def _resnet_cfg(depth="18x", ibn=False, path=""):
+    from fastreid.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.DEPTH = depth
+    cfg.MODEL.BACKBONE.WITH_IBN = ibn
+    cfg.MODEL.BACKBONE.PRETRAIN = bool(path)
+    cfg.MODEL.BACKBONE.PRETRAIN_PATH = path
+    return cfg
+
+
+def _reference_state(cfg):
+    from fastreid.modeling.backbones import build_backbone
+
+    torch.manual_seed(123)
+    return {k: v for k, v in build_backbone(cfg).state_dict().items()}
+
+
+@pytest.mark.parametrize("wrapping", ["plain", "state_dict", "module", "model+module", "safetensors"])
+def test_imagenet_weights_accept_the_common_wrappings(tmp_path, wrapping):
+    from fastreid.modeling.backbones import build_backbone
+
+    ref = _reference_state(_resnet_cfg(ibn=True))
+    state = {f"module.{k}" if "module" in wrapping else k: v for k, v in ref.items()}
+    path = str(tmp_path / "resnet18_ibn_a.pth")
+    if wrapping == "state_dict":
+        torch.save({"state_dict": state, "epoch": 90, "arch": "resnet18_ibn_a"}, path)
+    elif wrapping == "model+module":
+        torch.save({"model": state, "optimizer": {"lr": 0.1}}, path)
+    elif wrapping == "safetensors":
+        from safetensors.torch import save_file
+
+        path = str(tmp_path / "resnet18_ibn_a.safetensors")
+        save_file({k: v.contiguous() for k, v in state.items()}, path)
+    else:
+        torch.save(state, path)
+    torch.manual_seed(0)  # other random weights than the reference
+    model = build_backbone(_resnet_cfg(ibn=True, path=path))
+    got = model.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_imagenet_weights_of_another_backbone_are_refused(tmp_path):
+    from fastreid.modeling.backbones import build_backbone
+
+    from rganet_plugin.modeling.backbones.imagenet_weights import ImageNetWeightsError
+
+    cfg = _resnet_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_osnet_backbone"
+    cfg.MODEL.BACKBONE.DEPTH = "x0_25"
+    path = str(tmp_path / "osnet.pth")
+    torch.save({"state_dict": _reference_state(cfg)}, path)
+    with pytest.raises(ImageNetWeightsError, match=r"only \d+ of the \d+ tensors .* expects.*"
+                                                   r"conv1\.weight.*resnet18-5c106cde\.pth"):
+        build_backbone(_resnet_cfg(path=path))
+    # the same file is what an OSNet needs: it loads (fast-reid's own OSNet loading code)
+    cfg.MODEL.BACKBONE.PRETRAIN, cfg.MODEL.BACKBONE.PRETRAIN_PATH = True, path
+    assert build_backbone(cfg) is not None
+
+
+def test_imagenet_weights_missing_or_unreadable_file(tmp_path):
+    from fastreid.modeling.backbones import build_backbone
+
+    from rganet_plugin.modeling.backbones.imagenet_weights import ImageNetWeightsError
+
+    missing = str(tmp_path / "weights" / "resnet50_ibn_a-d9d0bb7b.pth")
+    with pytest.raises(ImageNetWeightsError, match=r"does not exist.*fetch "
+                                                   r"resnet50_ibn_a-d9d0bb7b\.pth \(https://"):
+        build_backbone(_resnet_cfg("50x", ibn=True, path=missing))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ImageNetWeightsError, match="cannot be read"):
+        build_backbone(_resnet_cfg(path=str(junk)))
+    torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "no_tensors.pth")
+    with pytest.raises(ImageNetWeightsError, match="has no tensors"):
+        build_backbone(_resnet_cfg(path=str(tmp_path / "no_tensors.pth")))
+
+
+def test_demo_recipes_train_from_scratch_and_say_so():
+    for path in glob.glob(os.path.join(CONFIGS, "Demo", "*_R50*_demo.yml")):
+        cfg = load_config(path)
+        assert not cfg.MODEL.BACKBONE.PRETRAIN, path
+        assert cfg.DATASETS.NAMES == ("SyntheticOccludedDuke",), path
+        assert "from scratch" in open(path).read(), path
