@@ -11,42 +11,16 @@ process, so the numbers are exactly what the README's demo command gives.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = [("baseline", "CLIP baseline (row 0)"), ("stripes", "fixed stripes + DAI + IAI (row 4)"),
         ("rganet", "RGANet: RGM + DAI + IAI (row 8)")]
-def last_result(log: str):
-    """The last result table fast-reid's print_csv_format logged (columns read from its header)."""
-    header, result = None, None
-    for line in log.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if "|" in line else []
-        if cells and cells[0] == "Dataset":
-            header = cells
-        elif header and len(cells) == len(header) and not cells[0].startswith(":"):
-            try:
-                result = {k: float(v) for k, v in zip(header[1:], cells[1:])}
-            except ValueError:
-                continue
-    return result
 
-
-def train_config(cfg_file, name, seed, out, opts):
-    """``train_net.py`` on one config and seed in its own process; its last result table plus
-    ``minutes``. Exits with the run's output tail when it fails."""
-    cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
-           "--config-file", cfg_file, "OUTPUT_DIR", out, "SEED", str(seed), *opts]
-    t0 = time.time()
-    print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    res = last_result(proc.stdout + proc.stderr)
-    if proc.returncode != 0 or res is None:
-        print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
-        raise SystemExit(f"{name} seed {seed} failed (exit {proc.returncode})")
-    res["minutes"] = (time.time() - t0) / 60
-    return res
+sys.path.insert(0, ROOT)
+# one helper trains a config in its own process and reads its result (also used by mechanism.py
+# and by `python -m rganet_plugin.tools compare`)
+from rganet_plugin.tools.compare import RunFailed, last_result, train_config  # noqa: E402,F401
 
 
 def main():
@@ -60,8 +34,11 @@ def main():
     for seed in args.seeds:
         for name in args.runs:
             out = os.path.join(args.out, f"{name}_seed{seed}")
-            res = train_config(os.path.join(ROOT, "configs", "Demo", f"{name}_demo.yml"), name,
-                               seed, out, args.opts)
+            try:
+                res = train_config(os.path.join(ROOT, "configs", "Demo", f"{name}_demo.yml"),
+                                   name, seed, out, args.opts)
+            except RunFailed as e:
+                raise SystemExit(str(e)) from None
             results.setdefault(name, []).append(res)
             print(f"[{name} seed {seed}] R1 {res['Rank-1']:.1f}  mAP {res['mAP']:.1f}  "
                   f"({res['minutes']:.1f} min)", flush=True)

@@ -194,3 +194,109 @@ def test_demo_recipes_train_from_scratch_and_say_so():
         assert not cfg.MODEL.BACKBONE.PRETRAIN, path
         assert cfg.DATASETS.NAMES == ("SyntheticOccludedDuke",), path
         assert "from scratch" in open(path).read(), path
+
+
+# ---------------------------------------------------------------------------- the comparison tool
+TINY_SWEEP = TINY_DATA + ["SOLVER.MAX_EPOCH", "1", "SOLVER.IMS_PER_BATCH", "16",
+                          "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]",
+                          "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
+                          "MODEL.BACKBONE.CLIP.NAME", "RGANet-Tiny-ViT",
+                          "MODEL.BACKBONE.PRETRAIN", "False"]
+
+
+def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
+    """A toolbox recipe (BoT, on ResNet-18 here) trained in its own train_net.py process, read
+    into the table and chart; the same command again reuses the finished run. (Two configs x two
+    seeds, with the training replaced, are in the next test: each real run costs seconds.)"""
+    from rganet_plugin.tools import compare
+    from rganet_plugin.tools.__main__ import main as tools_main
+
+    configs = [os.path.join(CONFIGS, "Demo", "bagtricks_R50_demo.yml")]
+    out = tmp_path / "sweep"
+    argv = ["compare", "--configs", *configs, "--seeds", "0", "--out", str(out), *TINY_SWEEP,
+            "DATASETS.ROOT", str(tmp_path / "data")]
+    assert tools_main(argv) == 0
+    table = (out / "comparison.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| ") and "_demo" in line}
+    assert set(rows) == {"bagtricks_R50_demo"}
+    results = json.loads((out / "results.json").read_text())["results"]
+    bot = results["bagtricks_R50_demo"]
+    run = bot["runs"]["0"]
+    assert 0 <= run["mAP"] <= 100 and run["minutes"] > 0 and run["images_per_s"] > 0
+    assert f"{run['Rank-1']:.1f}" in rows["bagtricks_R50_demo"]
+    assert 11.0 < bot["params_m"] < 11.5  # ResNet-18 + BNNeck + an 8-class classifier
+    assert (out / "comparison.png").stat().st_size > 1000
+    assert (out / "bagtricks_R50_demo" / "seed0" / "model_final.pth").is_file()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(compare.subprocess, "run", no_training)
+    assert tools_main(argv) == 0
+    assert capsys.readouterr().out.count("done before") == 1
+    assert (out / "comparison.md").read_text() == table
+
+
+def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch):
+    """Which runs go on from a checkpoint, which start again (settings changed), which are kept."""
+    from rganet_plugin.tools import compare
+
+    calls = []
+
+    def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None):
+        calls.append((name, seed, resume))
+        return {"Rank-1": 50.0 + seed, "mAP": 40.0, "mINP": 20.0, "minutes": 1.0}
+
+    monkeypatch.setattr(compare, "train_config", fake_train)
+    cfg = os.path.join(CONFIGS, "Demo", "bagtricks_R50_demo.yml")
+    other = os.path.join(CONFIGS, "Demo", "AGW_R50_demo.yml")
+    out = str(tmp_path / "sweep")
+    compare.sweep([cfg], [0, 1], out)
+    assert calls == [("bagtricks_R50_demo", 0, False), ("bagtricks_R50_demo", 1, False)]
+    # a second config joins the sweep: only its runs are trained
+    calls.clear()
+    res = compare.sweep([cfg, other], [0, 1], out)
+    assert calls == [("AGW_R50_demo", 0, False), ("AGW_R50_demo", 1, False)]
+    assert sorted(res) == ["AGW_R50_demo", "bagtricks_R50_demo"]
+    # seed 1 stopped half-way: no result, a checkpoint -> --resume; seed 0 is kept
+    run1 = os.path.join(out, "bagtricks_R50_demo", "seed1")
+    os.remove(os.path.join(run1, compare.RESULT_FILE))
+    open(os.path.join(run1, "last_checkpoint"), "w").write("model_0000005.pth")
+    calls.clear()
+    res = compare.sweep([cfg], [0, 1], out)
+    assert calls == [("bagtricks_R50_demo", 1, True)]
+    assert res["bagtricks_R50_demo"]["runs"][1]["Rank-1"] == 51.0
+    # other settings: both runs again, from scratch, the old folders kept aside
+    calls.clear()
+    compare.sweep([cfg], [0, 1], out, ["SOLVER.BASE_LR", "0.001"])
+    assert calls == [("bagtricks_R50_demo", 0, False), ("bagtricks_R50_demo", 1, False)]
+    assert len(glob.glob(os.path.join(out, "bagtricks_R50_demo", "seed0.stale-*"))) == 1
+
+
+def test_compare_table_mean_and_sample_std():
+    from rganet_plugin.tools.compare import markdown_table, mean_std
+
+    m, s = mean_std([50.0, 70.0, 60.0])
+    assert m == 60.0 and abs(s - 10.0) < 1e-12  # sqrt((100 + 100 + 0) / 2)
+    results = {"a": {"runs": {0: {"Rank-1": 50.0, "mAP": 30.0, "mINP": 10.0, "minutes": 2.0},
+                              1: {"Rank-1": 70.0, "mAP": 34.0, "mINP": 12.0, "minutes": 4.0}},
+                     "failed": {}, "params_m": 23.51},
+               "b": {"runs": {}, "failed": {0: "b seed 0 failed"}, "params_m": None}}
+    table = markdown_table(results, [0, 1])
+    assert "| a | 60.0 ± 14.1 | 32.0 ± 2.8 | 11.0 ± 1.4 | 3.0 ± 1.4 | 23.51 | n/a | 2/2 |" in table
+    assert "| b | n/a | n/a | n/a | n/a | n/a | n/a | 0/2 (1 failed) |" in table
+
+
+def test_compare_bad_input(tmp_path):
+    from rganet_plugin.tools import compare
+
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        compare.sweep([str(tmp_path / "nope.yml")], [0], str(tmp_path))
+    cfg = os.path.join(CONFIGS, "Demo", "baseline_demo.yml")
+    with pytest.raises(ValueError, match="share a row name"):
+        compare.sweep([cfg, cfg], [0], str(tmp_path))
+    with pytest.raises(ValueError, match="2 names for 1 configs"):
+        compare.sweep([cfg], [0], str(tmp_path), names=["a", "b"])
+    with pytest.raises(SystemExit):
+        compare.main(["--configs", cfg, "--out", str(tmp_path), "SOLVER.BASE_LR"])

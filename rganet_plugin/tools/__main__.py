@@ -31,6 +31,7 @@ COMMANDS = {
     "export": ("export", "main", "inference-only model (no text tower) -> TorchScript / ONNX"),
     "pretrain-clip": ("pretrain_clip", "main",
                       "pre-train a small CLIP on generated image-caption pairs (zero-shot checks)"),
+    "compare": ("compare", "main", "train configs x seeds, one table (mean ± std) and a bar chart"),
     "convert-parsing": ("convert_parsing", "main",
                         "human-parser label maps (LIP, ATR, CIHP, Pascal-Person-Part) -> part masks"),
 }

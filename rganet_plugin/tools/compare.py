@@ -1,0 +1,345 @@
+"""``python -m rganet_plugin.tools compare``: train and evaluate several configs on the same data
+and seeds, and print one table (and draw one chart) of the results.
+
+    python -m rganet_plugin.tools compare --configs A.yml B.yml C.yml --seeds 0 1 2 \\
+        [--out logs/compare] [--names a b c] [--keep-going] [KEY VALUE ...]
+
+Every (config, seed) run is ``projects/RGANet/train_net.py --config-file A.yml OUTPUT_DIR
+<out>/<name>/seed<k> SEED <k> KEY VALUE ...`` in its own process, so a row is exactly what that
+command gives: fast-reid's ``DefaultTrainer`` loop and, through ``RGANetTrainer``, the plugin's
+evaluator (on a model with one global feature it ranks that feature with ``TEST.METRIC``, which
+is what fast-reid's ``ReidEvaluator`` computes: same R1 / mAP / mINP).
+
+Resuming: a run that finished leaves ``result.json`` next to its checkpoints, with the fingerprint
+of its full config; running the same command again reuses it (a run whose config changed since is
+trained again, the old folder moved aside), and a run that stopped half-way goes on from its last
+checkpoint (``--resume``).
+
+Output in ``--out``: ``comparison.md`` (the markdown table, also printed), ``comparison.png`` (R1,
+mAP and mINP per config, mean with the standard deviation over seeds as error bars; needs
+matplotlib, the ``bench`` extra) and ``results.json`` (every run).
+
+Columns: R1, mAP, mINP (%, mean ± sample std over seeds), training time (wall minutes of the run's
+process, evaluation included), parameters (millions, every parameter of the model as trained,
+classifier and any text tower included) and inference speed (images per second of the final
+evaluation pass, data loading and flip test included, as fast-reid times it).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(REPO_ROOT, "projects", "RGANet", "train_net.py")
+RESULT_FILE = "result.json"
+METRICS = ("Rank-1", "mAP", "mINP")
+
+
+class RunFailed(RuntimeError):
+    """A training process that exited with an error or printed no result table."""
+
+
+# ---------------------------------------------------------------------------- one run
+def last_result(log: str) -> Optional[Dict[str, float]]:
+    """The last result table fast-reid's ``print_csv_format`` logged (columns read from its
+    header), e.g. ``{'Rank-1': 50.0, 'mAP': 43.3, ...}``; ``None`` when there is none."""
+    header, result = None, None
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if "|" in line else []
+        if cells and cells[0] == "Dataset":
+            header = cells
+        elif header and len(cells) == len(header) and not cells[0].startswith(":"):
+            try:
+                result = {k: float(v) for k, v in zip(header[1:], cells[1:])}
+            except ValueError:
+                continue
+    return result
+
+
+_INFER_START = re.compile(r"Start inference on (\d+) images")
+_INFER_TIME = re.compile(r"Total inference time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)")
+
+
+def inference_speed(log: str) -> Optional[float]:
+    """Images per second of the last inference pass fast-reid's ``inference_on_dataset`` logged."""
+    starts = _INFER_START.findall(log)
+    times = _INFER_TIME.findall(log)
+    if not starts or not times:
+        return None
+    days, h, m, s = times[-1]
+    seconds = int(days or 0) * 86400 + int(h) * 3600 + int(m) * 60 + float(s)
+    return int(starts[-1]) / seconds if seconds > 0 else None
+
+
+def train_command(cfg_file: str, out: str, seed: int, opts: Sequence[str] = (),
+                  resume: bool = False) -> List[str]:
+    entry = ([sys.executable, TRAIN_NET] if os.path.isfile(TRAIN_NET)
+             else [sys.executable, "-m", "rganet_plugin.tools", "train"])
+    return [*entry, *(["--resume"] if resume else []), "--config-file", cfg_file,
+            "OUTPUT_DIR", out, "SEED", str(seed), *opts]
+
+
+def train_config(cfg_file: str, name: str, seed: int, out: str, opts: Sequence[str] = (),
+                 resume: bool = False, cwd: Optional[str] = None) -> Dict[str, float]:
+    """``train_net.py`` on one config and seed in its own process: its last result table plus
+    ``minutes`` (wall time of the process) and ``images_per_s`` (its last inference pass).
+    Raises :class:`RunFailed` with the run's output tail when it fails."""
+    cmd = train_command(cfg_file, out, seed, opts, resume)
+    t0 = time.time()
+    print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or REPO_ROOT)
+    log = proc.stdout + proc.stderr
+    res = last_result(log)
+    if proc.returncode != 0 or res is None:
+        raise RunFailed(f"{name} seed {seed} failed (exit {proc.returncode}); the end of its "
+                        f"output:\n{log[-4000:]}")
+    res["minutes"] = (time.time() - t0) / 60
+    speed = inference_speed(log)
+    if speed is not None:
+        res["images_per_s"] = speed
+    return res
+
+
+# ---------------------------------------------------------------------------- the sweep
+def run_fingerprint(cfg_file: str, seed: int, opts: Sequence[str]) -> Dict[str, str]:
+    """What a run's result depends on: its full config (output folder and device left out)."""
+    from ..config import load_config
+
+    cfg = load_config(cfg_file, [*opts, "SEED", str(seed)])
+    cfg.OUTPUT_DIR = ""
+    cfg.MODEL.DEVICE = ""
+    text = cfg.dump()
+    return {"sha1": hashlib.sha1(text.encode()).hexdigest(), "config": text}
+
+
+def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str) -> Optional[float]:
+    """Millions of parameters of the model ``cfg_file`` builds, with the class count of the
+    trained ``checkpoint`` (built without loading pre-trained weights)."""
+    import torch
+    from fastreid.modeling.meta_arch import build_model
+
+    from ..config import load_config
+
+    cfg = load_config(cfg_file, opts)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = state.get("model", state)
+    if cfg.MODEL.HEADS.NUM_CLASSES == 0:  # training derives it: read the classifier's rows
+        rows = [v.shape[0] for k, v in state.items()
+                if re.search(r"(^|\.)\w*head\.weight$", k) and getattr(v, "dim", lambda: 0)() == 2]
+        cfg.MODEL.HEADS.NUM_CLASSES = int(rows[0]) if rows else 1
+    try:
+        from ..engine.checkpoint import complete_cfg_from_checkpoint
+
+        complete_cfg_from_checkpoint(cfg, state)
+    except Exception:  # noqa: BLE001  (only fills plugin-specific counts)
+        pass
+    model = build_model(cfg)
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def run_name(cfg_file: str) -> str:
+    return os.path.splitext(os.path.basename(cfg_file))[0]
+
+
+def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence[str] = (),
+          names: Optional[Sequence[str]] = None, keep_going: bool = False,
+          cwd: Optional[str] = None) -> Dict[str, dict]:
+    """Train every config with every seed (reusing finished runs); return
+    ``{name: {"config": path, "runs": {seed: result}, "failed": {seed: message},
+    "params_m": float}}``."""
+    names = list(names) if names else [run_name(c) for c in configs]
+    if len(names) != len(configs):
+        raise ValueError(f"--names gives {len(names)} names for {len(configs)} configs")
+    if len(set(names)) != len(names):
+        raise ValueError(f"two configs share a row name: {names}; pass --names")
+    for c in configs:
+        if not os.path.isfile(c):
+            raise FileNotFoundError(f"config file not found: {c}")
+    results: Dict[str, dict] = {}
+    for name, cfg_file in zip(names, configs):
+        results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "params_m": None}
+    for seed in seeds:
+        for name, cfg_file in zip(names, configs):
+            run_dir = os.path.join(out, name, f"seed{seed}")
+            entry = results[name]
+            try:
+                entry["runs"][seed] = _run_once(cfg_file, name, seed, run_dir, opts, cwd)
+            except RunFailed as e:
+                if not keep_going:
+                    raise
+                print(str(e), file=sys.stderr, flush=True)
+                entry["failed"][seed] = str(e).splitlines()[0]
+            final = os.path.join(run_dir, "model_final.pth")
+            if entry["params_m"] is None and os.path.isfile(final):
+                try:
+                    entry["params_m"] = count_parameters(cfg_file, opts, final)
+                except Exception as e:  # noqa: BLE001  (the table says n/a)
+                    logger.warning("cannot count the parameters of %s: %s", name, e)
+    return results
+
+
+def _run_once(cfg_file, name, seed, run_dir, opts, cwd) -> Dict[str, float]:
+    want = run_fingerprint(cfg_file, seed, opts)
+    done = os.path.join(run_dir, RESULT_FILE)
+    if os.path.isfile(done):
+        with open(done) as f:
+            have = json.load(f)
+        if have.get("sha1") == want["sha1"]:
+            print(f"[{name} seed {seed}] done before: {done}", flush=True)
+            return have["result"]
+    resume = False
+    if os.path.isdir(run_dir):
+        stamp = os.path.join(run_dir, "fingerprint.json")
+        same = False
+        if os.path.isfile(stamp):
+            with open(stamp) as f:
+                same = json.load(f).get("sha1") == want["sha1"]
+        if same:  # a half-done run with these settings: go on from its last checkpoint
+            resume = os.path.isfile(os.path.join(run_dir, "last_checkpoint"))
+        else:
+            stale = f"{run_dir}.stale-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+            shutil.move(run_dir, stale)
+            print(f"[{name} seed {seed}] {run_dir} was made with other settings: moved to "
+                  f"{stale}", flush=True)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "fingerprint.json"), "w") as f:
+        json.dump(want, f)
+    res = train_config(os.path.abspath(cfg_file), name, seed, os.path.abspath(run_dir), opts,
+                       resume=resume, cwd=cwd)
+    with open(done, "w") as f:
+        json.dump({"sha1": want["sha1"], "result": res}, f, indent=1)
+    return res
+
+
+# ---------------------------------------------------------------------------- reporting
+def mean_std(values: Sequence[float]):
+    """Mean and sample standard deviation (``nan`` for one value)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    m = sum(values) / n
+    if n == 1:
+        return m, math.nan
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+
+
+def _fmt(values: Sequence[float], digits: int = 1) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "n/a"
+    return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def markdown_table(results: Dict[str, dict], seeds: Sequence[int]) -> str:
+    lines = ["| model | R1 (%) | mAP (%) | mINP (%) | training (min) | parameters (M) | "
+             "inference (img/s) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, entry in results.items():
+        runs = [entry["runs"][s] for s in seeds if s in entry["runs"]]
+        col = lambda k, d=1: _fmt([r[k] for r in runs if k in r], d)  # noqa: E731
+        params = "n/a" if entry.get("params_m") is None else f"{entry['params_m']:.2f}"
+        done = f"{len(runs)}/{len(seeds)}" + (f" ({len(entry['failed'])} failed)"
+                                                if entry.get("failed") else "")
+        lines.append(f"| {name} | {col('Rank-1')} | {col('mAP')} | {col('mINP')} | "
+                     f"{col('minutes')} | {params} | {col('images_per_s', 0)} | {done} |")
+    return "\n".join(lines)
+
+
+def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: str = "") -> str:
+    """R1 / mAP / mINP per config, mean over seeds with the sample std as error bars."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("the bar chart needs matplotlib: pip install -e '.[bench]' (or pass "
+                           "--no-plot)") from e
+    names = list(results)
+    width = 0.8 / len(METRICS)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4.2))
+    for i, metric in enumerate(METRICS):
+        means, errs = [], []
+        for name in names:
+            runs = [results[name]["runs"][s] for s in seeds if s in results[name]["runs"]]
+            m, s = mean_std([r[metric] for r in runs if metric in r])
+            means.append(0.0 if math.isnan(m) else m)
+            errs.append(0.0 if math.isnan(s) else s)
+        xs = [j + (i - (len(METRICS) - 1) / 2) * width for j in range(len(names))]
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=metric)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"mean ± std over seeds {list(seeds)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def machine_line() -> str:
+    """The machine, as ``benchmarks/machine.py`` names it (CPU model, cores, load average)."""
+    import importlib.util
+    import platform
+
+    cpu, load = platform.processor() or platform.machine(), "n/a"
+    path = os.path.join(REPO_ROOT, "benchmarks", "machine.py")
+    if os.path.isfile(path):
+        spec = importlib.util.spec_from_file_location("rganet_benchmarks_machine", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        cpu, load = mod.cpu_model(), mod.load_average()
+    return f"{cpu}, {os.cpu_count()} CPUs, load average {load}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rganet_plugin.tools compare",
+                                 description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", required=True, help="config files, one row each")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--names", nargs="+", help="row names (default: the config file names)")
+    ap.add_argument("--out", default=os.path.join("logs", "compare"))
+    ap.add_argument("--keep-going", action="store_true",
+                    help="a failed run is reported in the table instead of stopping the sweep")
+    ap.add_argument("--no-plot", action="store_true", help="no bar chart")
+    ap.add_argument("opts", nargs=argparse.REMAINDER,
+                    help="KEY VALUE config overrides for every run")
+    args = ap.parse_args(argv)
+    if len(args.opts) % 2:
+        ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
+    results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going)
+    table = markdown_table(results, args.seeds)
+    footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; machine: "
+              f"{machine_line()}")
+    print("\n" + table + footer)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "comparison.md"), "w") as f:
+        f.write(table + "\n" + footer + "\n")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"seeds": args.seeds, "opts": args.opts, "results": results}, f, indent=1)
+    if not args.no_plot:
+        png = bar_chart(results, args.seeds, os.path.join(args.out, "comparison.png"))
+        print(f"chart: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
