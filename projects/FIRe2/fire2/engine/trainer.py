@@ -1,0 +1,76 @@
+"""``FIRe2Trainer``: fast-reid's ``DefaultTrainer`` with the plugin's datasets, FFM's epoch hook
+and the cloth-changing evaluator.
+
+What changes relative to ``DefaultTrainer``:
+
+* datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``),
+  so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids;
+* the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
+  replaces the fine-grained classifier's weight every epoch (its number of classes changes);
+* :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch;
+* evaluation is :class:`rganet_plugin.evaluation.cloth_changing.ClothChangingEvaluator`: the
+  standard and the clothes-changing protocol (and PRCC's same/changed-clothes split).
+"""
+from __future__ import annotations
+
+import logging
+
+from fastreid.data import build_reid_test_loader, build_reid_train_loader
+from fastreid.data.common import CommDataset
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import DefaultTrainer
+from fastreid.solver import build_optimizer
+
+from rganet_plugin.config.setup import ConfigError
+from rganet_plugin.data import build as data_build
+from rganet_plugin.data.datasets.clothes import clothes_of
+from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
+
+from .hooks import FIRe2EpochHook
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FIRe2Trainer"]
+
+
+class FIRe2Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        self._train_items = None
+        super().__init__(cfg)
+
+    def build_train_loader(self, cfg):
+        items = data_build.train_items(cfg)
+        self._train_items = items
+        train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
+        try:
+            return build_reid_train_loader(cfg, train_set=train_set)
+        except ValueError as e:  # the identity sampler's preconditions
+            raise ConfigError(str(e)) from None
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model, contiguous=False)
+
+    def _feature_loader(self):
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.TEST.IMS_PER_BATCH = cfg.MODEL.FIRE2.FFM.FEATURE_BATCH
+        test_set = CommDataset(self._train_items, build_transforms(cfg, is_train=False), relabel=True)
+        loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
+        return loader
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        ret.insert(0, FIRe2EpochHook(self._feature_loader))
+        return ret
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return data_build.build_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_dir=None):
+        data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
+        clothes = {it[0]: clothes_of(it) for it in data_loader.dataset.img_items}
+        return data_loader, ClothChangingEvaluator(cfg, num_query, clothes, output_dir)

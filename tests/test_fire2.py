@@ -1,0 +1,187 @@
+"""FIRe² (projects/FIRe2): FFM clustering, the attribute-aware loss, FAR's recomposition against
+hand-computed references, the optimizer swap, and a few training iterations / one tiny epoch."""
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "projects", "FIRe2"))
+
+import fire2  # noqa: E402,F401  (registers FIRe2)
+from fastreid.modeling.meta_arch import build_model  # noqa: E402
+from fire2.config import get_fire2_cfg, load_fire2_config  # noqa: E402
+from fire2.engine import FIRe2Trainer, swap_parameter  # noqa: E402
+from fire2.modeling import (attribute_aware_loss, cluster_identities, k_reciprocal_jaccard,  # noqa: E402
+                            recompose, sample_partners)
+from rganet_plugin.config.setup import ConfigError  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+# ------------------------------------------------------------------------------------- FFM
+def test_clustering_never_crosses_identities():
+    rng = np.random.default_rng(0)
+    a, b = _unit([1, 0, 0, 0]), _unit([0, 1, 0, 0])
+    noise = lambda: rng.normal(0, 0.01, 4).astype(np.float32)  # noqa: E731
+    # identity 0: two outfits (a, b); identity 1: one look identical to identity 0's outfit a
+    feats = [a + noise() for _ in range(3)] + [b + noise() for _ in range(3)] + \
+            [a + noise() for _ in range(4)]
+    pids = [0] * 6 + [1] * 4
+    labels, centroids, mask = cluster_identities(torch.tensor(np.stack(feats)), pids, k1=3, k2=2,
+                                                 eps=0.4)
+    assert labels.shape == (10,) and centroids.shape == (3, 4) and mask.shape == (2, 3)
+    assert len(set(labels[:3])) == 1 and len(set(labels[3:6])) == 1 and labels[0] != labels[3]
+    assert set(labels[6:]) == {2}  # same features as identity 0's outfit a, yet its own class
+    assert mask.tolist() == [[True, True, False], [False, False, True]]
+    assert sorted(set(labels.tolist())) == [0, 1, 2]
+    np.testing.assert_allclose(centroids[2].numpy(), a, atol=0.02)
+
+
+def test_jaccard_distance_properties_and_single_image():
+    f = np.stack([_unit([1, 0.1 * i, 0]) for i in range(5)])
+    d = k_reciprocal_jaccard(f, k1=3, k2=2)
+    assert d.shape == (5, 5) and np.allclose(np.diag(d), 0) and (d >= 0).all() and (d <= 1).all()
+    assert k_reciprocal_jaccard(f[:1]).tolist() == [[0.0]]
+    labels, centroids, mask = cluster_identities(torch.tensor(f[:1]), [0])
+    assert labels.tolist() == [0] and centroids.shape == (1, 3) and mask.tolist() == [[True]]
+
+
+def test_attribute_aware_loss_by_hand():
+    cos = torch.tensor([[0.5, 0.2, -0.1], [0.1, 0.3, 0.4]])
+    fg = torch.tensor([0, 2])
+    pos = torch.tensor([[True, True, False], [False, False, True]])
+    s, eps = 2.0, 0.1
+    got = attribute_aware_loss(cos, fg, pos, scale=s, epsilon=eps)
+
+    def logp(row, k):
+        z = [math.exp(s * x) for x in row]
+        return math.log(z[k] / sum(z))
+
+    r0, r1 = cos.tolist()
+    l0 = -((1 - eps + eps / 2) * logp(r0, 0) + eps / 2 * logp(r0, 1))
+    l1 = -(1.0 * logp(r1, 2))  # one class for the person: all the target on it
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------- FAR
+def test_recompose_by_hand():
+    x = torch.tensor([[[[1.0, 3.0], [10.0, 14.0]]], [[[2.0, 2.0], [0.0, 4.0]]]])  # B=2 C=1 H=2 W=2
+    out = recompose(x, torch.tensor([1, 0]), parts=2)
+    # top stripe of sample 0: mean 2, var (unbiased) 2; sample 1: mean 2, var 0
+    s0, s1 = math.sqrt(2 + 1e-6), math.sqrt(1e-6)
+    assert out[0, 0, 0].tolist() == pytest.approx([(1 - 2) / s0 * s1 + 2, (3 - 2) / s0 * s1 + 2], abs=1e-4)
+    # bottom stripe of sample 0 takes sample 1's (mean 2, var 8)
+    b0, b1 = math.sqrt(8 + 1e-6), math.sqrt(8 + 1e-6)
+    assert out[0, 0, 1].tolist() == pytest.approx([(10 - 12) / b0 * b1 + 2, (14 - 12) / b0 * b1 + 2], abs=1e-4)
+    assert out[1, 0, 1].tolist() == pytest.approx([(0 - 2) / b1 * b0 + 12, (4 - 2) / b1 * b0 + 12], abs=1e-4)
+
+
+def test_partners_have_another_label():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    for _ in range(20):
+        idx = sample_partners(labels, times=2, generator=g)
+        assert idx.shape == (12,) and (labels[idx] != labels.repeat(2)).all()
+    assert sample_partners(torch.tensor([3, 3]), 1).tolist() == [0, 1]  # nobody else: itself
+
+
+# ------------------------------------------------------------------------------------- engine
+def _tiny_cfg(**extra):
+    cfg = get_fire2_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "Demo", "fire2_demo.yml"))
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    cfg.MODEL.BACKBONE.FEAT_DIM = 512
+    cfg.MODEL.HEADS.NUM_CLASSES = 2
+    for k, v in extra.items():
+        cfg.merge_from_list([k, v])
+    return cfg
+
+
+def test_optimizer_swap_keeps_group_and_drops_state():
+    old, new, other = (torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.ones(4, 3)),
+                       torch.nn.Parameter(torch.zeros(1)))
+    opt = torch.optim.Adam([{"params": [old], "lr": 0.5}, {"params": [other], "lr": 0.1}])
+    old.grad = torch.ones_like(old)
+    opt.step()
+    swap_parameter(opt, old, new)
+    assert opt.param_groups[0]["params"] == [new] and opt.param_groups[0]["lr"] == 0.5
+    assert old not in opt.state
+    with pytest.raises(RuntimeError, match="not in the optimizer"):
+        swap_parameter(opt, old, new)
+
+
+def test_training_iterations_lower_every_loss():
+    torch.manual_seed(0)
+    cfg = _tiny_cfg()
+    model = build_model(cfg)
+    model.train()
+    model.set_epoch(cfg.MODEL.FIRE2.FFM.START_EPOCH)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 3, 64, 32, generator=g) * 255
+    targets = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    paths = [f"/x/{i}.png" for i in range(8)]
+    fg = [0, 0, 1, 1, 2, 2, 3, 3]
+    with torch.no_grad():
+        model.eval()
+        feats = model({"images": images})
+        model.train()
+    _, centroids, mask = cluster_identities(feats, targets.numpy())
+    centroids = torch.stack([feats[[2 * c, 2 * c + 1]].mean(0) for c in range(4)])
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    model.set_fine_grained(paths, fg, centroids, mask)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    batch = {"images": images, "targets": targets, "img_paths": paths}
+    history = []
+    for _ in range(4):
+        losses = model(batch)
+        history.append({k: v.item() for k, v in losses.items()})
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    assert set(history[0]) == {"loss_cls", "loss_triplet", "loss_ffm", "loss_far"}
+    assert sum(history[-1].values()) < sum(history[0].values())
+    for key in ("loss_cls", "loss_ffm"):
+        assert history[-1][key] < history[0][key], key
+
+
+def test_config_keys_and_errors(tmp_path):
+    cfg = load_fire2_config(os.path.join(REPO, "configs", "LTCC", "fire2.yml"))
+    f = cfg.MODEL.FIRE2
+    assert (f.FFM.K1, f.FFM.K2, f.FFM.EPS, f.FFM.SCALE, f.FFM.EPSILON, f.FAR.WEIGHT, f.FFM.START_EPOCH) \
+        == (20, 6, 0.4, 16.0, 0.1, 0.3, 25)
+    assert cfg.MODEL.BACKBONE.LAST_STRIDE == 1 and cfg.MODEL.META_ARCHITECTURE == "FIRe2"
+    with pytest.raises(ConfigError, match="MODEL.FIRE2.POOL"):
+        load_fire2_config(os.path.join(REPO, "configs", "LTCC", "fire2.yml"), ["MODEL.FIRE2.POOL", "gem"])
+    bad = tmp_path / "bad.yml"
+    bad.write_text("MODEL:\n  FIRE2:\n    FFM:\n      KK1: 3\n")
+    with pytest.raises(ConfigError, match="KK1"):
+        load_fire2_config(str(bad))
+
+
+def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
+    cfg = _tiny_cfg(**{
+        "DATASETS.ROOT": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"),
+        "DATASETS.SYNTHETIC.NUM_TRAIN_IDS": 4, "DATASETS.SYNTHETIC.NUM_TEST_IDS": 3,
+        "DATASETS.SYNTHETIC.IMAGES_PER_ID": 4, "DATASETS.SYNTHETIC.OUTFITS_PER_ID": 2,
+        "DATASETS.SYNTHETIC.HEIGHT": 64, "DATASETS.SYNTHETIC.WIDTH": 32,
+        "INPUT.SIZE_TRAIN": [64, 32], "INPUT.SIZE_TEST": [64, 32],
+        "SOLVER.IMS_PER_BATCH": 8, "DATALOADER.NUM_INSTANCE": 2, "SOLVER.MAX_EPOCH": 1,
+        "MODEL.FIRE2.FFM.START_EPOCH": 0, "MODEL.FIRE2.TRIPLET_START_EPOCH": 0,
+        "SOLVER.CHECKPOINT_PERIOD": 1, "TEST.EVAL_PERIOD": 1, "TEST.IMS_PER_BATCH": 16})
+    cfg.MODEL.HEADS.NUM_CLASSES = 0
+    trainer = FIRe2Trainer(cfg)
+    trainer.train()
+    model = trainer.model
+    assert model.ffm_active and 4 <= model.ffm_classifier.num_classes <= 16
+    res = trainer._last_eval_results  # one test set: fast-reid returns its dict itself
+    assert 0.0 <= res["cloth_changing/mAP"] <= 100.0 and res["cloth_changing/num_queries"] > 0
+    assert res["Rank-1"] == res["standard/Rank-1"]
