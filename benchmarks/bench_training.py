@@ -9,9 +9,10 @@ One training iteration, as fast-reid's ``SimpleTrainer.run_step`` and the plugin
 ``model(batch)`` (forward and losses), ``optimizer.zero_grad()``, ``losses.backward()``,
 ``optimizer.step()`` (the optimizer from ``fastreid.solver.build_optimizer``: Adam with
 contiguous parameters, as the trainer builds it), fast-reid's metric logging
-(``SimpleTrainer._write_metrics``), then ``MemoryBankHook.after_step`` (eq. 5:
-``region_head.memory.update(last_batch['region_feats'], last_batch['alpha'])`` plus its drift
-logging), all inside a ``fastreid.utils.events.EventStorage``. The batch is random images with
+(``SimpleTrainer._write_metrics``); the memory-bank update (eq. 5, plus its drift logging) runs
+inside the region head's forward, as in training, and is timed on its own (it is part of the
+region head's forward time); all inside a
+``fastreid.utils.events.EventStorage``. The batch is random images with
 fast-reid's P x K identity structure (``--batch-size`` / 4 identities x 4 images), already on the
 device: data loading is not timed (fast-reid loads in worker processes). The memory bank is
 initialised from fixed-stripe features first, as the hook's ``before_train`` does.
@@ -159,8 +160,6 @@ class TrainRunner:
     def __init__(self, name: str, args, device, dtype):
         from fastreid.utils.events import EventStorage
 
-        from rganet_plugin.engine.hooks import MemoryBankHook
-
         torch.manual_seed(0)
         self.name, self.device = name, device
         cfg, self.model, self.optimizer, self.param_wrapper = build_training(name, args, device)
@@ -171,8 +170,15 @@ class TrainRunner:
         self.marks: List[float] = []
         instrument(self.model, self.timer, self.marks)
         self.has_bank = getattr(self.model, "region_head", None) is not None
-        self.hook = MemoryBankHook(lambda: None)
-        self.hook.trainer = SimpleNamespace(model=self.model)
+        if self.has_bank:  # the head updates its bank in the forward pass: time that part
+            head, timer = self.model.region_head, self.timer
+            update = head._update_memory
+
+            def timed_update(*a, **kw):
+                with timer("memory bank update"):
+                    return update(*a, **kw)
+
+            head._update_memory = timed_update
         self.fake_trainer = SimpleNamespace(iter=0)  # what SimpleTrainer._write_metrics reads
         self.dtype = dtype
         self.storage = EventStorage(0)
@@ -206,9 +212,6 @@ class TrainRunner:
             with timer("optimizer step"):
                 self.optimizer.step()
                 self.param_wrapper.assert_buffer_is_valid()
-            if self.has_bank:
-                with timer("memory bank update"):
-                    self.hook.after_step()
             sync(device)
             t1 = time.perf_counter()
             self.storage.step()

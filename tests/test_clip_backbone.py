@@ -129,15 +129,33 @@ def test_unknown_architecture_and_offline_tag():
                          pretrained_tag="no-such-tag")
 
 
-def test_text_tower_is_outside_the_state_dict(make_cfg):
+def test_reid_model_keeps_prototypes_not_the_text_tower(make_cfg):
+    """The backbone and the ReID model hold no text tower (not in the state dict, the optimizer
+    or DDP); the prototypes it gave are a buffer. The prompt learner owns it as a frozen module."""
+    from fastreid.modeling.meta_arch import build_model
+
+    from rganet_plugin.engine.stages import prompt_stage_cfg
+
     cfg = make_cfg()
     bb = build_backbone(cfg)
-    keys = bb.state_dict().keys()
-    assert not any(k.startswith(("token_embedding", "ln_final", "text_projection")) for k in keys)
-    n_text = sum(p.numel() for p in bb.text_tower.parameters())
-    assert n_text > 0 and all(not p.requires_grad for p in bb.text_tower.parameters())
+    text_keys = ("token_embedding", "ln_final", "text_projection", "text_tower", "prompts.")
+    assert not any(k.startswith(text_keys) for k in bb.state_dict())
     assert sum(p.numel() for p in bb.parameters()) < sum(
         p.numel() for p in build_clip_model("RGANet-Tiny-ViT", (256, 128)).parameters())
+    cfg.defrost()
+    cfg.MODEL.RGANET.PROMPT.TYPE = "learnable"
+    cfg.MODEL.HEADS.NUM_CLASSES = 4
+    model = build_model(cfg)
+    assert not any(k.startswith(text_keys) or ".prompts." in k for k in model.state_dict())
+    assert model.region_head.prototypes.shape == (4, 64)
+    learner = build_model(prompt_stage_cfg(cfg))
+    tower = learner.text_tower
+    assert sum(p.numel() for p in tower.parameters()) > 0
+    assert all(not p.requires_grad for p in tower.parameters())
+    assert any(k.startswith("text_tower.") for k in learner.state_dict())
+    # the learner's text tower is the backbone's CLIP: one model, one set of weights
+    clip = build_clip_model("RGANet-Tiny-ViT", (256, 128))
+    assert tower.token_embedding.weight.shape == clip.token_embedding.weight.shape
 
 
 def test_sequence_first_transformer_gives_the_same_features():

@@ -109,7 +109,8 @@ def test_shipped_weights_match_their_sha256_and_load_through_the_config_keys():
 
     from rganet_plugin.config import load_config
     from rganet_plugin.modeling.backbones.clip_vit import build_clip_vit_backbone
-    from rganet_plugin.modeling.heads.rganet_region_head import build_text_tower
+    from rganet_plugin.modeling.backbones.clip_text import build_text_tower
+    from rganet_plugin.modeling.backbones.clip_weights import shared_clip_models
 
     digest = hashlib.sha256(open(WEIGHTS, "rb").read()).hexdigest()
     assert open(WEIGHTS + ".sha256").read().split()[0] == digest
@@ -119,13 +120,15 @@ def test_shipped_weights_match_their_sha256_and_load_through_the_config_keys():
         "RGANet-Person-ViT.safetensors")
     cfg.defrost()
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = WEIGHTS  # the config's path is relative to the repo root
-    backbone = build_clip_vit_backbone(cfg)
+    with shared_clip_models():  # the text tower of the backbone's own CLIP
+        backbone = build_clip_vit_backbone(cfg)
+        own_tower = build_text_tower(cfg)
     with safe_open(WEIGHTS, "pt") as f:
         meta = f.metadata()
         conv = f.get_tensor("visual.conv1.weight")
         tok = f.get_tensor("token_embedding.weight")
     assert torch.equal(backbone.conv1.weight.data, conv.float())
-    assert torch.equal(backbone.text_tower.token_embedding.weight.data, tok.float())
+    assert torch.equal(own_tower.token_embedding.weight.data, tok.float())
     assert meta["model"] == "RGANet-Person-ViT" and "pretrain-clip" in meta["command"]
     # the text encoder's own path (a non-CLIP backbone's text tower) loads the same file
     cfg.MODEL.RGANET.TEXT_ENCODER.NAME = "RGANet-Person-ViT"

@@ -72,7 +72,7 @@ def test_missing_file_and_bad_values():
     with pytest.raises(ConfigError, match="TEMPLATE"):
         load_config("", ["MODEL.RGANET.PROMPT.TEMPLATE", "no placeholder"])
     with pytest.raises(ConfigError, match="learnable"):
-        load_config("", ["MODEL.RGANET.STAGE", "prompt"])
+        load_config("", ["MODEL.META_ARCHITECTURE", "RGANetPromptLearner"])
     with pytest.raises(ConfigError, match="KEY VALUE"):
         load_config("", ["MODEL.RGANET.GAMMA"])
 

@@ -25,11 +25,15 @@ class Dump(HookBase):
         m = self.trainer.model.module if hasattr(self.trainer.model, "module") else self.trainer.model
         # after MemoryBankHook.before_train (registered first): the initial bank
         torch.save(m.region_head.memory.centers.clone(), os.path.join(OUT, f"init{comm.get_rank()}.pt"))
+        self.seen = {}  # what the head computed in the step (it updates the bank itself)
+        m.region_head.register_forward_hook(
+            lambda mod, inp, out: self.seen.update(feats=out["region_feats"].detach().clone(),
+                                                   alpha=out["alpha"].detach().clone()))
     def after_step(self):
         m = self.trainer.model.module if hasattr(self.trainer.model, "module") else self.trainer.model
         h = m.region_head
-        torch.save({"centers": h.memory.centers.clone(), "feats": h.last_batch["region_feats"],
-                    "alpha": h.last_batch["alpha"]},
+        torch.save({"centers": h.memory.centers.clone(), "feats": self.seen["feats"],
+                    "alpha": self.seen["alpha"]},
                    os.path.join(OUT, f"step{self.trainer.iter}_rank{comm.get_rank()}.pt"))
 
 class T(RGANetTrainer):

@@ -60,7 +60,7 @@ def test_mechanism_command_end_to_end(tmp_path):
             "DATASETS.SYNTHETIC.NUM_TEST_IDS", "4", "DATASETS.SYNTHETIC.IMAGES_PER_ID", "4",
             "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "2", "SOLVER.STEPS", "[100]",
             "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2",
-            "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1", "MODEL.RGANET.MEMORY.ALPHA_THRESH", "0.5",
+            "PROMPT_STAGE.MAX_EPOCH", "1", "MODEL.RGANET.MEMORY.ALPHA_THRESH", "0.5",
             "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"]
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mechanism.py"), "--seeds", "0",
            "--runs", "stripes", "rganet", "--out", str(out), "--docs", str(docs), *opts]

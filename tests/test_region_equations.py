@@ -71,8 +71,9 @@ def test_eq4_eq6_and_confidence_hand_computed():
 
 
 def test_confidence_without_indicators_is_uniform():
-    w = combine_confidence(None, None, 3, 4)
-    assert torch.allclose(w, torch.full((3, 4), 0.25))
+    for reading in ("softmax", "mean"):
+        w = combine_confidence(None, None, torch.randn(3, 4), reading)
+        assert torch.allclose(w, torch.full((3, 4), 0.25))
     beta = invariance_scores(torch.randn(2, 4, 8), torch.randn(4, 8))
     assert torch.allclose(beta.sum(1), torch.ones(2), atol=1e-6)
 

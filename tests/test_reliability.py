@@ -40,7 +40,7 @@ def test_stages_shorter_than_the_timer_warmup_finish(tmp_path):
     """8 identities x 4 images, batch 32: one iteration per epoch, stage 1 of one epoch."""
     r = train_net(tmp_path, "SOLVER.IMS_PER_BATCH", "32", "SOLVER.MAX_EPOCH", "2",
                   "SOLVER.STEPS", "[100]", "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "2",
-                  "SOLVER.CHECKPOINT_PERIOD", "2", "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1")
+                  "SOLVER.CHECKPOINT_PERIOD", "2", "PROMPT_STAGE.MAX_EPOCH", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ZeroDivisionError" not in r.stderr and "Rank-1" in r.stdout + r.stderr
 
@@ -54,15 +54,15 @@ def test_stale_stage1_is_rerun_or_refused(tmp_path, capsys):
     base = ["--config-file", DEMO, "DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
             *SMALL, "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.STEPS", "[100]",
             "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1"]
-    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1"]) == 0
+    assert main(base + ["PROMPT_STAGE.MAX_EPOCH", "1"]) == 0
     first = (out / "prompt_stage" / "stage1_fingerprint.json").read_text()
-    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1"]) == 0
+    assert main(base + ["PROMPT_STAGE.MAX_EPOCH", "1"]) == 0
     log = (out / "log.txt").read_text()
     assert "already done with these settings" in log
-    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "2",
-                        "MODEL.RGANET.PROMPT.STAGE1.STALE", "error"]) == 2
+    assert main(base + ["PROMPT_STAGE.MAX_EPOCH", "2",
+                        "PROMPT_STAGE.STALE", "error"]) == 2
     assert "was made with other settings" in capsys.readouterr().err
-    assert main(base + ["MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "2"]) == 0
+    assert main(base + ["PROMPT_STAGE.MAX_EPOCH", "2"]) == 0
     log = (out / "log.txt").read_text()
     assert "was made with other settings: moved it to" in log
     assert (out / "prompt_stage" / "stage1_fingerprint.json").read_text() != first
@@ -79,7 +79,7 @@ def test_second_run_into_a_busy_output_dir_is_refused_and_a_dead_holder_is_taken
     cmd = [sys.executable, os.path.join(ROOT, "projects", "RGANet", "train_net.py"),
            "--config-file", DEMO, "DATASETS.ROOT", str(tmp_path / "data"),
            "OUTPUT_DIR", str(tmp_path / "out"), *SMALL, "SOLVER.IMS_PER_BATCH", "16",
-           "SOLVER.MAX_EPOCH", "500", "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "500"]
+           "SOLVER.MAX_EPOCH", "500", "PROMPT_STAGE.MAX_EPOCH", "500"]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         lock = tmp_path / "out" / LOCK_NAME

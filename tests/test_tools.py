@@ -254,7 +254,7 @@ def test_extract_index_search_query_finds_itself(env, tmp_path, capsys):
 
 def test_search_refuses_index_of_another_gallery(env, tmp_path, capsys):
     from rganet_plugin.tools.extract import save_features
-    from rganet_plugin.tools.predictor import Features
+    from rganet_plugin.modeling.outputs import Features
 
     rng = np.random.default_rng(0)
     small = Features(rng.normal(size=(3, 64)).astype(np.float32),
@@ -275,7 +275,7 @@ def test_search_refuses_index_of_another_gallery(env, tmp_path, capsys):
 def test_search_index_is_the_exact_eq10_topk(tmp_path, regions):
     """The two-pass faiss search over [A(g) | w] gives the dense eq. (10) top-k."""
     from rganet_plugin.evaluation import weighted_region_distance
-    from rganet_plugin.tools.predictor import Features
+    from rganet_plugin.modeling.outputs import Features
     from rganet_plugin.tools.search import build_gallery_index, search_index
 
     rng = np.random.default_rng(1)
@@ -290,14 +290,9 @@ def test_search_index_is_the_exact_eq10_topk(tmp_path, regions):
     g, q = feats(300), feats(25)
     index = build_gallery_index(g)
     res = search_index(index, g, q, k=6, shortlist=6)  # tiny shortlist: the threshold pass works
-    dense = weighted_region_distance((torch.from_numpy(q.global_feat),
-                                      torch.from_numpy(q.region_feats),
-                                      torch.from_numpy(q.weights)),
-                                     (torch.from_numpy(g.global_feat),
-                                      torch.from_numpy(g.region_feats),
-                                      torch.from_numpy(g.weights)), device="cpu")
+    dense = weighted_region_distance(q, g, device="cpu")
     expect = np.argsort(dense, axis=1, kind="stable")[:, :6]
-    assert res.exact.all()
+    assert res.certified.all()
     np.testing.assert_allclose(res.distances, np.take_along_axis(dense, expect, 1), atol=1e-5)
     np.testing.assert_array_equal(res.indices, expect)
 
@@ -377,8 +372,10 @@ def test_export_torchscript_matches_eager_and_has_no_text_tower(env, tmp_path, c
     p = build_predictor(env["cfg_file"], env["weights"], device="cpu")
     assert info["layout"]["total_dim"] == p.layout.total_dim
     assert info["class_names"] == p.class_names
-    # the eager model does have prompt weights; the export has none
-    assert _text_side_names(p.model.state_dict())
+    # the ReID model keeps only the prototypes of its prompts; neither it nor the export has any
+    # of the text side (the prompt learner, stage 1, has: its checkpoint is the test's weights'
+    # MODEL.WEIGHTS)
+    assert not _text_side_names(p.model.state_dict())
     assert not _text_side_names([k for k, _ in ts.named_parameters()])
     assert not _text_side_names([k for k, _ in ts.named_buffers()])
     with zipfile.ZipFile(out) as z:
@@ -391,7 +388,7 @@ def test_export_torchscript_matches_eager_and_has_no_text_tower(env, tmp_path, c
         with torch.no_grad():
             torch.testing.assert_close(ts(x), p.model({"images": x}), atol=1e-4, rtol=0)
     assert not _device_constants(ts)  # the file runs on a GPU after ts.to("cuda")
-    # no larger than backbone + heads: far below the eager model with its prompt buffers
+    # no larger than backbone + heads: below the eager model with its classifiers
     n_ts = sum(t.numel() for t in ts.state_dict().values())
     n_eager = sum(t.numel() for t in p.model.state_dict().values())
     assert n_ts < n_eager

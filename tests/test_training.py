@@ -101,14 +101,16 @@ def test_demo_config_two_stages_end_to_end_and_eval_only(tmp_path, capsys):
     out = tmp_path / "out"
     opts = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
                     "SOLVER.MAX_EPOCH", "2", "SOLVER.STEPS", "[100]", "TEST.EVAL_PERIOD", "2",
-                    "SOLVER.CHECKPOINT_PERIOD", "2", "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "2",
-                    "MODEL.RGANET.PROMPT.STAGE1.BASE_LR", "0.01"]
+                    "SOLVER.CHECKPOINT_PERIOD", "2", "PROMPT_STAGE.MAX_EPOCH", "2",
+                    "PROMPT_STAGE.BASE_LR", "0.01"]
     cfg_file = os.path.join(ROOT, "configs", "Demo", "rganet_demo.yml")
     assert train_main(["--config-file", cfg_file, *opts]) == 0
     stage1 = torch.load(out / "prompt_stage" / "model_final.pth", weights_only=False)["model"]
     final = torch.load(out / "model_final.pth", weights_only=False)["model"]
-    # stage 1 moved the context; stage 2 kept it and its cached prototypes
-    assert torch.equal(stage1["region_head.prompts.ctx"], final["region_head.prompts.ctx"])
+    # stage 1 (its own model, with the prompts and the text tower) learned the context; stage 2
+    # kept the prototypes it cached and none of the text side
+    assert "prompts.ctx" in stage1 and any(k.startswith("text_tower.") for k in stage1)
+    assert not any(k.startswith(("prompts.", "text_tower.")) or ".prompts." in k for k in final)
     assert torch.equal(stage1["region_head.prototypes"], final["region_head.prototypes"])
     assert not torch.equal(stage1["region_head.memory.centers"], final["region_head.memory.centers"])
     log = (out / "log.txt").read_text()
@@ -122,19 +124,20 @@ def test_demo_config_two_stages_end_to_end_and_eval_only(tmp_path, capsys):
 
 def test_prompt_stage_learns_the_context(tmp_path):
     cfg = small_cfg(tmp_path, prompt="learnable", epochs=3,
-                    extra=["MODEL.RGANET.STAGE", "prompt", "SOLVER.BASE_LR", "0.01"])
+                    extra=["MODEL.META_ARCHITECTURE", "RGANetPromptLearner",
+                           "SOLVER.BASE_LR", "0.01"])
     trainer = RGANetTrainer(cfg)
-    head = trainer.model.region_head
-    ctx0 = head.prompts.ctx.detach().clone()
+    model, head = trainer.model, trainer.model.region_head
+    ctx0 = model.prompts.ctx.detach().clone()
     frozen0 = trainer.model.backbone.conv1.weight.detach().clone()
     trainer.resume_or_load(resume=False)
     trainer.train()
     seg = losses_of(trainer, "loss_seg")
     assert len(seg) == trainer.max_iter and seg[-1] < seg[0]
-    assert not torch.equal(head.prompts.ctx, ctx0)
+    assert not torch.equal(model.prompts.ctx, ctx0)
     assert torch.equal(trainer.model.backbone.conv1.weight, frozen0)  # everything else frozen
     # the cache matches the learned context (PromptCacheHook)
-    assert torch.allclose(head.prototypes, head.live_prototypes().detach(), atol=1e-5)
+    assert torch.allclose(head.prototypes, model.live_prototypes().detach(), atol=1e-5)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
@@ -233,7 +236,7 @@ def test_occluded_duke_rganet_config_runs_on_a_real_layout_dataset(tmp_path):
         "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]",
         "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_EPOCH", "2", "SOLVER.STEPS", "[100]",
         "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0",
-        "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH", "1", "TEST.IMS_PER_BATCH", "16"])
+        "PROMPT_STAGE.MAX_EPOCH", "1", "TEST.IMS_PER_BATCH", "16"])
     assert rc == 0
     assert (out / "prompt_stage" / "model_final.pth").is_file()
     assert "OccludedDuke" in (out / "log.txt").read_text()

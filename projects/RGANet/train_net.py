@@ -6,7 +6,9 @@
     python projects/RGANet/train_net.py --config-file ... --num-gpus 4
     python projects/RGANet/train_net.py --config-file configs/OccludedDuke/rganet_prompt_stage.yml
 
-Stage 1 (prompt learning) is a config (``MODEL.RGANET.STAGE: prompt``); its ``model_final.pth``
+Stage 1 (prompt learning) is its own meta-architecture (``MODEL.META_ARCHITECTURE:
+RGANetPromptLearner``); a stage-2 config with learnable prompts and no ``MODEL.WEIGHTS`` runs it
+first (``rganet_plugin.engine.stages``); its ``model_final.pth``
 is stage 2's ``MODEL.WEIGHTS``. Arguments and launcher are fast-reid's.
 """
 import os

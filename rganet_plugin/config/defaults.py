@@ -36,7 +36,7 @@ def add_rganet_config(cfg: CN) -> CN:
     # "none": the CLIP baseline (global branch only, ablation row 0); "stripes": fixed horizontal
     # stripes (PCB-like, rows 1-4); "rgm": the Region Generation Module (rows 5-8).
     _C.MODEL.RGANET.REGION_MODE = "rgm"
-    _C.MODEL.RGANET.REGION_HEAD = "RGANetRegionHead"  # name in REID_HEADS_REGISTRY
+    _C.MODEL.RGANET.REGION_HEAD = "RGANetRegionHead"  # name in REGION_HEAD_REGISTRY
     _C.MODEL.RGANET.CLASS_NAMES = ["head", "upper body", "lower body", "foot"]
     _C.MODEL.RGANET.GAMMA = 20.0  # amplification factor of eq. (1)
     # Dimension of the text (joint) space. 0 = the CLIP model's embed_dim. When the backbone's
@@ -58,48 +58,55 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.RGANET.PROMPT.CTX_INIT = ""  # e.g. "a photo of a" (len must equal N_CTX words)
     # CoOp's two forms: one context shared by all classes (False) or one per class (True).
     _C.MODEL.RGANET.PROMPT.CLASS_SPECIFIC = False
-    # Initialise the background embedding p_0 from the text "background" or at random.
+    # Initialise the background embedding p_0: "text" (the prompt with "background"), "random" or
+    # "zeros".
     _C.MODEL.RGANET.PROMPT.BACKGROUND_INIT = "text"
     _C.MODEL.RGANET.PROMPT.TRAIN_BACKGROUND = True  # p_0 keeps learning in stage 2
-    # Learnable prompts need stage 1. When stage 2 starts with learnable prompts and no
-    # MODEL.WEIGHTS, train_net.py runs stage 1 first (into OUTPUT_DIR/prompt_stage) and continues
-    # from its result, so one command runs the whole method.
-    _C.MODEL.RGANET.PROMPT.AUTO_STAGE1 = True
-    _C.MODEL.RGANET.PROMPT.STAGE1 = CN()
-    _C.MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH = 30
-    _C.MODEL.RGANET.PROMPT.STAGE1.BASE_LR = 5e-5
-    # A stage-1 result in OUTPUT_DIR/prompt_stage made with other settings (config, data) than
-    # the run's: "rerun" moves it aside and learns the prompts again; "error" refuses.
-    _C.MODEL.RGANET.PROMPT.STAGE1.STALE = "rerun"
-    # How the pseudo masks (image resolution) reach the patch grid of L_seg (eq. 3), which the
-    # paper does not say: "majority" (each patch's most frequent label), "soft" (area fractions
-    # as soft targets) or "nearest" (one pixel per patch: misses small parts such as the feet).
-    _C.MODEL.RGANET.PROMPT.STAGE1.SEG_TARGETS = "majority"
 
     _C.MODEL.RGANET.RAM = CN()
     _C.MODEL.RGANET.RAM.DAI = True  # discrimination-aware indicator alpha (eq. 4)
     _C.MODEL.RGANET.RAM.IAI = True  # invariance-aware indicator beta (eq. 6)
+    # w from the indicators: "softmax" (Sec. III-D: softmax_j(alpha_j + beta_j)) or "mean"
+    # ((alpha_j + beta_j) / 2, the values the paper's Fig. 4 prints). Used by eq. (7) and eq. (10).
+    _C.MODEL.RGANET.RAM.CONFIDENCE = "softmax"
     # Stop gradients through w into the indicators' inputs (the paper lets them flow).
     _C.MODEL.RGANET.RAM.DETACH_W = False
 
     _C.MODEL.RGANET.MEMORY = CN()
     _C.MODEL.RGANET.MEMORY.MOMENTUM = 0.3  # m_u of eq. (5)
+    # How m_u is read: "equation" (eq. 5: C <- m_u C + (1 - m_u) mean, a small m_u moves fast) or
+    # "text" (Sec. IV-D: "a too-small m_u leads to the slow updating": C <- (1 - m_u) C + m_u mean).
+    _C.MODEL.RGANET.MEMORY.MOMENTUM_READING = "equation"
     _C.MODEL.RGANET.MEMORY.ALPHA_THRESH = 0.85  # only regions with alpha > this update the bank
     _C.MODEL.RGANET.MEMORY.INIT = "stripes"  # "stripes" (the paper) or "regions"
     _C.MODEL.RGANET.MEMORY.INIT_MAX_IMAGES = 0  # 0 = the whole training set
 
-    _C.MODEL.RGANET.LOSS = CN()
-    _C.MODEL.RGANET.LOSS.REGION_ID_SCALE = 1.0  # sum_j L_ram (eq. 7)
-    _C.MODEL.RGANET.LOSS.REGION_TRI_SCALE = 1.0  # sum_j L_tri(F_j^r)
-    _C.MODEL.RGANET.LOSS.SEG_SCALE = 1.0  # L_seg (eq. 3), prompt-learning stage only
+    # ---------------------------------------------------------------- losses (fast-reid's node)
+    # RGANet's losses sit next to fast-reid's CE / TRI under MODEL.LOSSES.
+    _C.MODEL.LOSSES.REGION_CE = CN({"SCALE": 1.0})  # sum_j L_ram (eq. 7)
+    _C.MODEL.LOSSES.REGION_TRI = CN({"SCALE": 1.0})  # sum_j L_tri(F_j^r)
+    _C.MODEL.LOSSES.SEG = CN()  # L_seg (eq. 3), prompt-learning stage only
+    _C.MODEL.LOSSES.SEG.SCALE = 1.0
+    # How the pseudo masks (image resolution) reach the patch grid of L_seg, which the paper does
+    # not say: "majority" (each patch's most frequent label), "soft" (area fractions as soft
+    # targets) or "nearest" (one pixel per patch: misses small parts such as the feet).
+    _C.MODEL.LOSSES.SEG.TARGETS = "majority"
 
-    # Training stage: "reid" (stage 2, the full objective of eq. 8) or "prompt" (stage 1: only the
-    # context vectors and p_0 learn, against pseudo part masks with L_seg).
-    _C.MODEL.RGANET.STAGE = "reid"
-    _C.MODEL.RGANET.PSEUDO_MASKS = CN()
-    # Folder of label maps, one per training image, mirroring the dataset's folders (see
-    # docs/datasets.md). "" = "<dataset_dir>/masks".
-    _C.MODEL.RGANET.PSEUDO_MASKS.DIR = ""
+    # ---------------------------------------------------------------- prompt-learning stage
+    # Stage 1 is its own meta-architecture (MODEL.META_ARCHITECTURE: RGANetPromptLearner). These
+    # keys say how a stage-2 config (RGANet with learnable prompts) gets it.
+    _C.PROMPT_STAGE = CN()
+    # With learnable prompts and no MODEL.WEIGHTS, train_net.py runs stage 1 first (into
+    # OUTPUT_DIR/prompt_stage) and continues from its result, so one command runs the whole method.
+    _C.PROMPT_STAGE.AUTO = True
+    _C.PROMPT_STAGE.MAX_EPOCH = 30
+    _C.PROMPT_STAGE.BASE_LR = 5e-5
+    # A stage-1 result in OUTPUT_DIR/prompt_stage made with other settings (config, data) than
+    # the run's: "rerun" moves it aside and learns the prompts again; "error" refuses.
+    _C.PROMPT_STAGE.STALE = "rerun"
+    # Learnable prompts with AUTO False and no MODEL.WEIGHTS would train stage 2 from an untrained
+    # (random) context: refused unless this says it is wanted.
+    _C.PROMPT_STAGE.ALLOW_UNTRAINED = False
 
     # ---------------------------------------------------------------- data
     # Root of the datasets. "" = the FASTREID_DATASETS environment variable, else "datasets".
@@ -117,6 +124,9 @@ def add_rganet_config(cfg: CN) -> CN:
     # How unreadable images are handled at scan time: "skip" (warn, count, drop), "error", or
     # "off" (no check).
     _C.DATASETS.CORRUPT_IMAGES = "skip"
+    # Pseudo part masks for the prompt-learning stage: a folder of label maps, one per training
+    # image, mirroring the dataset's folders (docs/datasets.md). "" = "<dataset_dir>/masks".
+    _C.DATASETS.PSEUDO_MASKS = CN({"DIR": ""})
 
     # ---------------------------------------------------------------- reproducibility
     # Seed of python/numpy/torch RNGs (plus the process rank). -1 = fast-reid's time-based seed.
@@ -130,6 +140,10 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.TEST.RGANET.SEARCH = "dense"
     _C.TEST.RGANET.FAISS_INDEX = "Flat"  # "Flat", "IVF{nlist},Flat", "HNSW{M}"
     _C.TEST.RGANET.TOPK = 100
+    # Features matched at test time (eq. 10 and the baseline): "bn" (after the BNNecks, as
+    # fast-reid's EmbeddingHead returns) or "pre_bn" (the features F_g, F_j^r themselves, which the
+    # paper's Sec. III-E names).
+    _C.TEST.RGANET.FEATURES = "bn"
     # Evaluate with the global feature only (what fast-reid's ReidEvaluator sees).
     _C.TEST.RGANET.GLOBAL_ONLY = False
     return cfg

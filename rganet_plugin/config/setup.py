@@ -35,7 +35,7 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> 
         try:
             cfg.merge_from_file(config_file)
         except KeyError as e:
-            raise ConfigError(f"unknown config key {_key_of(e)} in {config_file}") from None
+            raise _unknown_key_error(e, f"in {config_file}") from None
         except (AssertionError, ValueError) as e:  # _BASE_ chain problems, yacs type checks
             raise ConfigError(f"cannot read {config_file}: {e}") from None
     if opts:
@@ -44,11 +44,39 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> 
         try:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError) as e:
-            raise ConfigError(f"unknown config key {_key_of(e)} on the command line") from None
+            raise _unknown_key_error(e, "on the command line") from None
         except ValueError as e:  # yacs type check, e.g. an int given for a float key
             raise ConfigError(f"bad config override: {e}") from None
     validate(cfg)
     return cfg
+
+
+#: Keys of earlier versions -> what replaced them (named in the error instead of "unknown key").
+RENAMED_KEYS = {
+    "MODEL.RGANET.LOSS.REGION_ID_SCALE": "MODEL.LOSSES.REGION_CE.SCALE",
+    "MODEL.RGANET.LOSS.REGION_TRI_SCALE": "MODEL.LOSSES.REGION_TRI.SCALE",
+    "MODEL.RGANET.LOSS.SEG_SCALE": "MODEL.LOSSES.SEG.SCALE",
+    "MODEL.RGANET.PROMPT.STAGE1.SEG_TARGETS": "MODEL.LOSSES.SEG.TARGETS",
+    "MODEL.RGANET.PROMPT.AUTO_STAGE1": "PROMPT_STAGE.AUTO",
+    "MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH": "PROMPT_STAGE.MAX_EPOCH",
+    "MODEL.RGANET.PROMPT.STAGE1.BASE_LR": "PROMPT_STAGE.BASE_LR",
+    "MODEL.RGANET.PROMPT.STAGE1.STALE": "PROMPT_STAGE.STALE",
+    "MODEL.RGANET.PSEUDO_MASKS.DIR": "DATASETS.PSEUDO_MASKS.DIR",
+    "MODEL.RGANET.STAGE": "MODEL.META_ARCHITECTURE (stage 1 is 'RGANetPromptLearner', stage 2 "
+                          "'RGANet')",
+}
+
+
+def _unknown_key_error(err: Exception, where: str) -> ConfigError:
+    key = _key_of(err)
+    bare = key.strip("'\"")
+    if bare in RENAMED_KEYS:
+        return ConfigError(f"config key {bare} {where} was renamed: use {RENAMED_KEYS[bare]}")
+    # a file names the first unknown node, which may hold several renamed keys
+    under = [f"{o} -> {n}" for o, n in RENAMED_KEYS.items() if o.startswith(bare + ".")]
+    if under:
+        return ConfigError(f"config node {bare} {where} was renamed: " + "; ".join(under))
+    return ConfigError(f"unknown config key {key} {where}")
 
 
 def _key_of(err: Exception) -> str:
@@ -62,13 +90,16 @@ def _key_of(err: Exception) -> str:
 _CHOICES = {
     "MODEL.RGANET.REGION_MODE": ("none", "stripes", "rgm"),
     "MODEL.RGANET.PROMPT.TYPE": ("template", "learnable"),
-    "MODEL.RGANET.STAGE": ("reid", "prompt"),
     "MODEL.RGANET.MEMORY.INIT": ("stripes", "regions"),
     "MODEL.BACKBONE.CLIP.GLOBAL_FEAT": ("gap", "cls"),
     "DATASETS.CORRUPT_IMAGES": ("skip", "error", "off"),
     "TEST.RGANET.SEARCH": ("dense", "faiss"),
-    "MODEL.RGANET.PROMPT.STAGE1.STALE": ("rerun", "error"),
-    "MODEL.RGANET.PROMPT.STAGE1.SEG_TARGETS": ("majority", "soft", "nearest"),
+    "PROMPT_STAGE.STALE": ("rerun", "error"),
+    "MODEL.RGANET.PROMPT.BACKGROUND_INIT": ("text", "random", "zeros"),
+    "MODEL.RGANET.RAM.CONFIDENCE": ("softmax", "mean"),
+    "MODEL.RGANET.MEMORY.MOMENTUM_READING": ("equation", "text"),
+    "TEST.RGANET.FEATURES": ("bn", "pre_bn"),
+    "MODEL.LOSSES.SEG.TARGETS": ("majority", "soft", "nearest"),
 }
 
 
@@ -83,10 +114,11 @@ def validate(cfg: CfgNode) -> None:
     r = cfg.MODEL.RGANET
     if r.REGION_MODE != "none" and len(r.CLASS_NAMES) < 1:
         raise ConfigError("MODEL.RGANET.CLASS_NAMES is empty: at least one region class is needed")
-    if r.STAGE == "prompt" and (r.REGION_MODE != "rgm" or r.PROMPT.TYPE != "learnable"):
+    if cfg.MODEL.META_ARCHITECTURE == "RGANetPromptLearner" and (
+            r.REGION_MODE != "rgm" or r.PROMPT.TYPE != "learnable"):
         raise ConfigError(
-            "MODEL.RGANET.STAGE = 'prompt' learns CoOp context vectors: it needs "
-            "REGION_MODE 'rgm' and PROMPT.TYPE 'learnable'")
+            "MODEL.META_ARCHITECTURE RGANetPromptLearner learns CoOp context vectors: it needs "
+            "MODEL.RGANET.REGION_MODE 'rgm' and MODEL.RGANET.PROMPT.TYPE 'learnable'")
     if not 0.0 <= r.MEMORY.MOMENTUM <= 1.0:
         raise ConfigError(f"MODEL.RGANET.MEMORY.MOMENTUM must be in [0, 1], got {r.MEMORY.MOMENTUM}")
     for key in ("SOLVER.IMS_PER_BATCH", "DATALOADER.NUM_INSTANCE", "TEST.IMS_PER_BATCH",

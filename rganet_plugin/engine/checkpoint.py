@@ -1,21 +1,30 @@
-"""Checking that a checkpoint belongs to the model before fast-reid's (lenient) loader runs.
+"""fast-reid's ``Checkpointer``, checking that a checkpoint belongs to the model before loading it.
 
 fast-reid's ``Checkpointer`` logs missing and unexpected keys and carries on, so a checkpoint of
-another model silently evaluates a half-random network. We check first and raise
-:class:`CheckpointMismatchError` naming the keys:
+another model silently evaluates a half-random network. :class:`ModelCheckpointer` is that
+checkpointer (saving, ``last_checkpoint``, optimizer and scheduler state are fast-reid's) with a
+check before the weights are applied, raising :class:`CheckpointMismatchError` naming the keys:
 
-* evaluation (``strict=True``): every key must be present, known and of the same shape;
-* training from ``MODEL.WEIGHTS`` (``strict=False``): shapes must agree and the checkpoint must
-  share parameters with the model; keys the checkpoint lacks (e.g. a region head when starting
-  from a baseline) are reported as a warning and keep their initialisation.
+* ``strict=True`` (evaluation, the tools): every key must be present, known and of the same shape;
+* ``strict=False`` (training from ``MODEL.WEIGHTS``, resuming): shapes must agree and the
+  checkpoint must share parameters with the model; keys the checkpoint lacks (e.g. a region head
+  when starting from a baseline) are reported as a warning and keep their initialisation.
+
+Keys only the prompt-learning stage has (``prompts.*``, ``text_tower.*``) are not expected of the
+ReID model that starts from its checkpoint. A file is read once (:func:`read_checkpoint`, through
+fast-reid's reader): the evaluation entry points read it, fill in what the config leaves to the
+training set (:func:`complete_cfg_from_checkpoint`), build the model and load the same dict.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch
+from fastreid.utils.checkpoint import Checkpointer
+
+from ..modeling.meta_arch.prompt_learner import PROMPT_STAGE_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +33,23 @@ class CheckpointMismatchError(RuntimeError):
     pass
 
 
-def read_model_state(path: str) -> Dict[str, torch.Tensor]:
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The checkpoint dict of ``path`` (``{"model": state dict, ...}``), read once with
+    fast-reid's reader; a bare state dict is wrapped, ``module.`` prefixes are stripped."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path!r} (MODEL.WEIGHTS)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = Checkpointer._load_file(None, path)  # reads the file only (patched in compat)
     except Exception as e:
         raise CheckpointMismatchError(f"cannot read checkpoint {path}: {e}") from e
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
+    if isinstance(obj, dict) and "model" not in obj and obj and \
+            all(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = {"model": obj}
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointMismatchError(f"{path} holds no model state dict")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    obj["model"] = {k[len("module."):] if k.startswith("module.") else k: v
+                    for k, v in obj["model"].items()}
+    return obj
 
 
 def complete_cfg_from_checkpoint(cfg, state: Dict[str, torch.Tensor]) -> None:
@@ -55,18 +70,19 @@ def _summ(keys, n=8):
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def check_checkpoint(model: torch.nn.Module, path: str, strict: bool = True) -> None:
-    state = read_model_state(path)
+def check_state(model: torch.nn.Module, state: Dict[str, Any], source: str,
+                strict: bool = True) -> None:
+    """Raise :class:`CheckpointMismatchError` when ``state`` does not belong to ``model``."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    unexpected = [k for k in state if k not in own and not k.startswith(PROMPT_STAGE_KEYS)]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
-    common = len(own) - len(missing)
+              if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(own[k].shape)]
     problems = []
     if shapes:
         problems.append(f"shape mismatches (checkpoint vs model): {_summ(shapes, 5)}")
-    if common == 0:
+    if len(own) - len(missing) == 0:
         problems.append("no parameter in common with this model")
     if strict and missing:
         problems.append(f"missing keys: {_summ(missing)}")
@@ -74,9 +90,45 @@ def check_checkpoint(model: torch.nn.Module, path: str, strict: bool = True) -> 
         problems.append(f"unexpected keys: {_summ(unexpected)}")
     if problems:
         raise CheckpointMismatchError(
-            f"{path} does not belong to this model ({type(model).__name__}, "
+            f"{source} does not belong to this model ({type(model).__name__}, "
             f"check MODEL.META_ARCHITECTURE / BACKBONE / RGANET.REGION_MODE / CLASS_NAMES):\n  "
             + "\n  ".join(problems))
     if missing:
         logger.warning("%s lacks %d keys of the model, which keep their initialisation: %s",
-                       path, len(missing), _summ(missing))
+                       source, len(missing), _summ(missing))
+
+
+class ModelCheckpointer(Checkpointer):
+    """fast-reid's ``Checkpointer`` that runs :func:`check_state` before applying weights."""
+
+    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, strict: bool = True,
+                 save_to_disk: bool = True, **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.strict = strict
+        self._source = "checkpoint"
+
+    @classmethod
+    def like(cls, other: Checkpointer, strict: bool = False) -> "ModelCheckpointer":
+        """The same checkpointer (model, folder, optimizer, scheduler), with the check."""
+        return cls(other.model, other.save_dir, strict=strict, save_to_disk=other.save_to_disk,
+                   **other.checkpointables)
+
+    def load(self, path: str, checkpointables: Optional[list] = None):
+        if path and not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint not found: {path!r} (MODEL.WEIGHTS)")
+        self._source = path
+        return super().load(path, checkpointables)
+
+    def load_checkpoint(self, checkpoint: Dict[str, Any], source: str = "checkpoint") -> None:
+        """Apply an already read checkpoint dict (model weights only)."""
+        self._source = source
+        incompatible = self._load_model(dict(checkpoint))
+        if incompatible is not None:
+            self._log_incompatible_keys(incompatible)
+
+    def _load_file(self, f: str):
+        return read_checkpoint(f)
+
+    def _load_model(self, checkpoint: Any):
+        check_state(self.model, checkpoint["model"], self._source, self.strict)
+        return super()._load_model(checkpoint)

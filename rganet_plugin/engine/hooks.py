@@ -20,19 +20,18 @@ def unwrap(model):
 
 
 class MemoryBankHook(HookBase):
-    """Keeps the region-class centres ``C_j`` of :class:`~rganet_plugin.modeling.heads.MemoryBank`.
+    """Starts and reports the region-class centres ``C_j`` of
+    :class:`~rganet_plugin.modeling.heads.MemoryBank` (the region head updates them, eq. 5).
 
     * ``before_train``: unless the bank was restored from a checkpoint, one forward pass over the
       training set (test transforms, no gradients) with fixed-stripe region features gives the
       initial centres (the paper: RGM regions are not meaningful yet). Each process handles its
       shard; sums and counts are reduced over all processes.
-    * ``after_step``: eq. (5) with the batch's region features and ``alpha > ALPHA_THRESH``
-      (every region when DAI is off), reduced over all processes, so every rank holds the same
-      bank. Logs ``rganet/memory_drift`` (mean L2 change of the centres) and the number of regions
-      that passed the alpha filter, in all and per class (``rganet/memory_selected/<class>``).
-    * ``after_epoch``: the per-class count of regions that passed the filter in the epoch, as
-      TensorBoard scalars (``rganet/memory_selected_epoch/<class>``) and one JSON line per epoch
-      in ``OUTPUT_DIR/memory_bank.jsonl`` (read by ``benchmarks/mechanism.py``).
+    * ``after_epoch``: the per-class count of regions that passed the ``alpha > ALPHA_THRESH``
+      filter in the epoch, as TensorBoard scalars (``rganet/memory_selected_epoch/<class>``) and one
+      JSON line per epoch in ``OUTPUT_DIR/memory_bank.jsonl`` (read by ``benchmarks/mechanism.py``).
+      The per-step scalars (``rganet/memory_drift``, ``rganet/memory_selected[/<class>]``) come
+      from the head.
     """
 
     LOG_NAME = "memory_bank.jsonl"
@@ -42,8 +41,6 @@ class MemoryBankHook(HookBase):
         self.build_init_loader = build_init_loader
         self.init_mode = init_mode
         self.max_images = max_images
-        self._epoch_counts = None
-        self._epoch_regions = 0
 
     def before_train(self):
         head = region_head_of(self.trainer.model)
@@ -52,6 +49,7 @@ class MemoryBankHook(HookBase):
         log = os.path.join(self.trainer.cfg.OUTPUT_DIR or ".", self.LOG_NAME)
         if self.trainer.start_iter == 0 and comm.is_main_process() and os.path.isfile(log):
             os.remove(log)  # a fresh run starts a fresh log; a resumed one appends
+        head.memory.take_counts()
         if bool(head.memory.initialized):
             logger.info("Memory bank restored from the checkpoint (%d updates so far)",
                         int(head.memory.num_updates))
@@ -86,35 +84,15 @@ class MemoryBankHook(HookBase):
         logger.info("Memory bank initialised from %s features of %d images (this process)",
                     self.init_mode, seen)
 
-    def after_step(self):
-        head = region_head_of(self.trainer.model)
-        if head is None or not head.last_batch:
-            return
-        before = head.memory.centers.clone()
-        feats = head.last_batch["region_feats"]
-        counts = head.memory.update(feats, head.last_batch["alpha"])
-        counts = counts.detach().cpu().double()
-        self._epoch_counts = counts if self._epoch_counts is None else self._epoch_counts + counts
-        self._epoch_regions += feats.shape[0] * comm.get_world_size()
-        if comm.is_main_process():
-            storage = get_event_storage()
-            drift = (head.memory.centers - before).norm(dim=1).mean().item()
-            storage.put_scalar("rganet/memory_drift", drift, smoothing_hint=False)
-            storage.put_scalar("rganet/memory_selected", counts.sum().item(), smoothing_hint=False)
-            for name, c in zip(head.class_names, counts.tolist()):
-                storage.put_scalar(f"rganet/memory_selected/{name.replace(' ', '_')}", c,
-                                   smoothing_hint=False)
-
     def after_epoch(self):
         head = region_head_of(self.trainer.model)
-        if head is None or self._epoch_counts is None:
+        if head is None:
             return
-        counts, seen = self._epoch_counts.tolist(), self._epoch_regions
-        self._epoch_counts, self._epoch_regions = None, 0
-        if not comm.is_main_process():
+        counts, seen = head.memory.take_counts()
+        if not comm.is_main_process() or seen == 0:
             return
         storage = get_event_storage()
-        for name, c in zip(head.class_names, counts):
+        for name, c in zip(head.class_names, counts.tolist()):
             storage.put_scalar(f"rganet/memory_selected_epoch/{name.replace(' ', '_')}", c,
                                smoothing_hint=False)
         out_dir = self.trainer.cfg.OUTPUT_DIR
@@ -133,9 +111,7 @@ class PromptCacheHook(HookBase):
     prototypes that match its context vectors and stage 2 never needs the text tower."""
 
     def _refresh(self):
-        head = region_head_of(self.trainer.model)
-        if head is not None:
-            head.refresh_prototypes()
+        unwrap(self.trainer.model).refresh_prototypes()
 
     def after_epoch(self):
         self._refresh()

@@ -8,9 +8,12 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
   ``NUM_CLASSES``;
 * hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
   :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
-* stage 1 (``MODEL.RGANET.STAGE: prompt``) trains on images with pseudo part masks;
+* the checkpointer is :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` (fast-reid's,
+  refusing a ``MODEL.WEIGHTS`` of another model);
+* stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
+  with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
-  the model's packed output layout.
+  the packed output layout the config gives (``modeling.meta_arch.output_layout``).
 """
 from __future__ import annotations
 
@@ -25,14 +28,14 @@ from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 from ..config.setup import ConfigError
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
+from .checkpoint import ModelCheckpointer
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
+from .stages import is_prompt_stage
 
 logger = logging.getLogger(__name__)
 
 
 class RGANetTrainer(DefaultTrainer):
-    _eval_layout = None  # the layout of the model being evaluated (set by `test`)
-
     def __init__(self, cfg):
         self._train_items = None
         self._num_cameras = 0
@@ -43,7 +46,7 @@ class RGANetTrainer(DefaultTrainer):
         logger.info("Prepare training set")
         items = data_build.train_items(cfg)
         self._train_items = items
-        if cfg.MODEL.RGANET.STAGE == "prompt":
+        if is_prompt_stage(cfg):
             train_set = build_pseudo_mask_set(cfg, items)
         else:
             train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
@@ -74,13 +77,17 @@ class RGANetTrainer(DefaultTrainer):
 
     # ------------------------------------------------------------------ hooks
     def build_hooks(self):
+        # (called once, at the end of DefaultTrainer.__init__): the checkpointer that loads
+        # MODEL.WEIGHTS / resumes checks the checkpoint first; the periodic hook saves with it
+        self.checkpointer = ModelCheckpointer.like(self.checkpointer, strict=False)
         ret = super().build_hooks()
         model = unwrap(self.model)
         r = self.cfg.MODEL.RGANET
-        if getattr(model, "region_head", None) is not None and r.STAGE == "reid":
+        prompt_stage = is_prompt_stage(self.cfg)
+        if getattr(model, "region_head", None) is not None and not prompt_stage:
             ret.insert(0, MemoryBankHook(self._memory_init_loader, r.MEMORY.INIT,
                                          r.MEMORY.INIT_MAX_IMAGES))
-        if r.STAGE == "prompt":
+        if prompt_stage:
             idx = next((i for i, h in enumerate(ret) if isinstance(h, PeriodicCheckpointer)), len(ret))
             ret.insert(idx, PromptCacheHook())
             # Stage 1 changes only the prompts: the ReID features (frozen backbone, untrained
@@ -97,27 +104,7 @@ class RGANetTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         from ..evaluation import WeightedRegionEvaluator
-        from ..modeling.outputs import FeatureLayout
+        from ..modeling.meta_arch import output_layout
 
         data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
-        layout = cls._eval_layout
-        if layout is None:
-            raise RuntimeError("RGANetTrainer.build_evaluator needs the model's layout: call "
-                               "RGANetTrainer.test(cfg, model)")
-        if cfg.TEST.RGANET.GLOBAL_ONLY:
-            layout = FeatureLayout(layout.global_dim)
-        return data_loader, WeightedRegionEvaluator(cfg, num_query, layout, output_dir)
-
-    @classmethod
-    def test(cls, cfg, model):
-        from ..modeling.outputs import FeatureLayout
-
-        inner = unwrap(model)
-        layout = getattr(inner, "layout", None)
-        if layout is None:  # a plain fast-reid model: its output is one global feature
-            layout = FeatureLayout(cfg.MODEL.HEADS.EMBEDDING_DIM or cfg.MODEL.BACKBONE.FEAT_DIM)
-        cls._eval_layout = layout
-        try:
-            return super().test(cfg, model)
-        finally:
-            cls._eval_layout = None
+        return data_loader, WeightedRegionEvaluator(cfg, num_query, output_layout(cfg), output_dir)

@@ -8,7 +8,8 @@ from .distance import (  # noqa: F401
     weighted_region_distance,
     weighted_region_distance_naive,
 )
-from .faiss_search import TopK, evaluate_topk, search_topk, topk_query_ranks  # noqa: F401
+from .faiss_search import (GalleryIndex, TopK, evaluate_topk, index_gallery,  # noqa: F401
+                           search_gallery, search_topk, topk_query_ranks)
 from .ranking import (  # noqa: F401
     QueryRanks,
     compute_query_ranks,
@@ -21,7 +22,8 @@ from .weighted_region_evaluator import WeightedRegionEvaluator  # noqa: F401
 __all__ = [
     "Features", "as_features", "global_distance", "weighted_embedding",
     "weighted_region_distance", "weighted_region_distance_naive",
-    "TopK", "evaluate_topk", "search_topk", "topk_query_ranks",
+    "GalleryIndex", "TopK", "evaluate_topk", "index_gallery", "search_gallery", "search_topk",
+    "topk_query_ranks",
     "QueryRanks", "compute_query_ranks", "evaluate_rank", "ranks_to_metrics", "summarize",
     "WeightedRegionEvaluator",
 ]

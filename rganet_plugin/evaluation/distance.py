@@ -18,19 +18,20 @@ the result is a float32 numpy array, the format fast-reid's ranking code consume
 ``weighted_region_distance_naive`` is the literal, per-region reading of eq. (10). It is the
 reference the tests and ``benchmarks/bench_evaluation.py`` compare against.
 
-Features may be given as :class:`~rganet_plugin.modeling.outputs.UnpackedFeatures`, as any object
-with ``global_feat`` / ``region_feats`` / ``weights`` attributes, as a ``(global, regions,
-weights)`` tuple, or as a single 2-D tensor (global feature only, ``N = 0``). Numpy arrays are
-accepted wherever tensors are.
+Features may be given as :class:`~rganet_plugin.modeling.outputs.Features`, as a ``(global,
+regions, weights)`` tuple, or as a single 2-D tensor (global feature only, ``N = 0``). Numpy
+arrays are accepted wherever tensors are.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Tuple, Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..modeling.outputs import Features
 
 __all__ = [
     "Features",
@@ -59,66 +60,8 @@ def _mm_into(a: torch.Tensor, b_t: torch.Tensor, out: torch.Tensor) -> torch.Ten
     return torch.mm(a, b_t, out=out)
 
 
-class Features(NamedTuple):
-    """Validated features: float tensors, ``region_feats`` (B, N, R) and ``weights`` (B, N)."""
-
-    global_feat: torch.Tensor  # (B, G)
-    region_feats: torch.Tensor  # (B, N, R), N may be 0
-    weights: torch.Tensor  # (B, N)
-
-    @property
-    def num_regions(self) -> int:
-        return int(self.region_feats.shape[1])
-
-    def __len__(self) -> int:  # number of images (not the tuple length)
-        return int(self.global_feat.shape[0])
-
-
-def _tensor(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    return x.detach()
-
-
-def as_features(x: Any, name: str = "features") -> Features:
-    """Normalise the accepted input forms to :class:`Features`, checking every shape."""
-    if isinstance(x, Features):
-        return x
-    if hasattr(x, "global_feat") and hasattr(x, "region_feats") and hasattr(x, "weights"):
-        parts = (x.global_feat, x.region_feats, x.weights)
-    elif isinstance(x, (tuple, list)) and len(x) == 3:
-        parts = tuple(x)
-    elif isinstance(x, (torch.Tensor, np.ndarray)):
-        parts = (x, None, None)
-    else:
-        raise TypeError(
-            f"{name}: expected UnpackedFeatures, a (global, regions, weights) tuple or a 2-D "
-            f"global-feature tensor, got {type(x).__name__}")
-    g = _tensor(parts[0], f"{name}.global_feat")
-    if g.dim() != 2:
-        raise ValueError(f"{name}.global_feat must be 2-D (B, G), got shape {tuple(g.shape)}")
-    b = g.shape[0]
-    if parts[1] is None:
-        r = g.new_zeros((b, 0, 0))
-        w = g.new_zeros((b, 0))
-    else:
-        r = _tensor(parts[1], f"{name}.region_feats")
-        w = _tensor(parts[2], f"{name}.weights")
-        if r.dim() != 3:
-            raise ValueError(
-                f"{name}.region_feats must be 3-D (B, N, R), got shape {tuple(r.shape)}")
-        if w.dim() != 2:
-            raise ValueError(f"{name}.weights must be 2-D (B, N), got shape {tuple(w.shape)}")
-        if r.shape[0] != b or w.shape[0] != b:
-            raise ValueError(
-                f"{name}: global_feat, region_feats and weights disagree on the number of images "
-                f"({b}, {r.shape[0]}, {w.shape[0]})")
-        if w.shape[1] != r.shape[1]:
-            raise ValueError(
-                f"{name}: {r.shape[1]} regions but {w.shape[1]} confidence weights per image")
-    return Features(g, r, w)
+#: the accepted input forms as validated torch tensors (:meth:`Features.of`)
+as_features = Features.of
 
 
 def _check_pair(q: Features, g: Features) -> None:
@@ -189,9 +132,7 @@ def weighted_region_distance(q: Any, g: Any, chunk_size: int = 4096,
     on_cpu = dev.type == "cpu"
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
-        part = Features(qf.global_feat[start:stop], qf.region_feats[start:stop],
-                        qf.weights[start:stop])
-        a_q, w_q = weighted_embedding(part, dev)
+        a_q, w_q = weighted_embedding(qf.rows(start, stop), dev)
         # On the CPU write the similarities straight into the output rows (no extra copy).
         sim = _mm_into(a_q, a_g_t, out[start:stop]) if on_cpu else torch.mm(a_q, a_g_t)
         if with_regions:

@@ -53,8 +53,9 @@ from .ranking import QueryRanks, ranks_to_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TopK", "parse_index_spec", "faiss_gpu_available", "build_index", "search_topk",
-           "topk_query_ranks", "evaluate_topk"]
+__all__ = ["TopK", "GalleryIndex", "parse_index_spec", "faiss_gpu_available", "build_index",
+           "gallery_vectors", "index_gallery", "search_gallery", "search_topk", "topk_query_ranks",
+           "evaluate_topk"]
 
 
 @dataclass
@@ -84,10 +85,6 @@ def faiss_gpu_available() -> bool:
 
     return (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
             and torch.cuda.is_available())
-
-
-def _is_exact_flat(factory: str) -> bool:
-    return factory.replace(" ", "") in ("Flat", "IDMap,Flat")
 
 
 def _stores_raw_vectors(index) -> bool:
@@ -151,53 +148,122 @@ _TAU_EPS = 1e-5  # float32 rounding margin of the threshold test
 _GPU_MAX_K = 2048  # the largest k faiss GPU indexes can search
 
 
+@dataclass
+class GalleryIndex:
+    """A faiss inner-product index over the gallery vectors ``[A(g) | w^g]`` (``A(g)`` alone
+    without regions) and the gallery's weighted embedding, which re-scores candidates exactly."""
+
+    index: Any
+    a_g: torch.Tensor  # (G, D) weighted embedding
+    w_g: torch.Tensor  # (G, N) confidences
+    spec: str = "Flat"
+    on_gpu: bool = False
+
+    @property
+    def regions(self) -> bool:
+        return self.w_g.shape[1] > 0
+
+    @property
+    def exact(self) -> bool:
+        """A flat index: the threshold search can prove its results exact."""
+        import faiss
+
+        if self.on_gpu:
+            return type(self.index).__name__ in ("GpuIndexFlat", "GpuIndexFlatIP")
+        index = faiss.downcast_index(self.index)
+        if isinstance(index, faiss.IndexIDMap):
+            index = faiss.downcast_index(index.index)
+        return isinstance(index, faiss.IndexFlat)
+
+    @classmethod
+    def wrap(cls, index, gallery: Any, spec: str = "") -> "GalleryIndex":
+        """A built (or loaded) faiss index of ``gallery`` (checked to match it)."""
+        a_g, w_g = gallery_vectors(gallery)
+        dim = a_g.shape[1] + w_g.shape[1]
+        if int(index.d) != dim or int(index.ntotal) != a_g.shape[0]:
+            raise ValueError(f"the faiss index holds {index.ntotal} vectors of {index.d} values, "
+                             f"the gallery {a_g.shape[0]} of {dim}: another gallery or model?")
+        return cls(index, a_g, w_g, spec)
+
+
+def gallery_vectors(features: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(A, w)`` of eq. (10)'s numerator (CPU float32); ``A`` alone is indexed when ``N = 0``."""
+    return weighted_embedding(as_features(features), "cpu")
+
+
+def _index_vectors(a: torch.Tensor, w: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray((torch.cat([a, w], 1) if w.shape[1] else a).numpy())
+
+
+def index_gallery(gallery: Any, spec: str = "Flat", use_gpu: Optional[bool] = None,
+                  search_k: int = 100) -> GalleryIndex:
+    """Build the :class:`GalleryIndex` of a gallery (faiss GPU when available unless
+    ``use_gpu=False``)."""
+    a_g, w_g = gallery_vectors(gallery)
+    if len(a_g) == 0:
+        raise ValueError("cannot search: the gallery set is empty")
+    index, on_gpu = build_index(_index_vectors(a_g, w_g), spec, use_gpu=use_gpu,
+                                search_k=search_k)
+    return GalleryIndex(index, a_g, w_g, str(spec), on_gpu)
+
+
 @torch.no_grad()
 def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Flat",
                 shortlist: Optional[int] = None, global_only: bool = False,
                 refine: bool = True, max_candidates: Optional[int] = None,
                 use_gpu: Optional[bool] = None, chunk_size: int = 4096) -> TopK:
     """The ``k`` nearest gallery items of every query under eq. (10) (or the cosine of the global
-    feature with ``global_only`` / ``N = 0``). See the module docstring.
+    feature with ``global_only`` / ``N = 0``): :func:`index_gallery` then
+    :func:`search_gallery` (see the module docstring)."""
+    qf, gf = as_features(query, "query"), as_features(gallery, "gallery")
+    if global_only:
+        qf, gf = qf.global_only(), gf.global_only()
+    if len(gf) == 0:
+        raise ValueError("cannot search: the gallery set is empty")
+    k_ = min(max(k, 1), len(gf))
+    sl = shortlist if shortlist is not None else (2 * k_ if qf.num_regions else k_)
+    t0 = time.perf_counter()
+    gidx = index_gallery(gf, index_spec, use_gpu=False if sl > _GPU_MAX_K else use_gpu,
+                         search_k=min(max(sl, k_), len(gf)))
+    built = time.perf_counter() - t0
+    top = search_gallery(gidx, qf, k, shortlist=shortlist, refine=refine,
+                         max_candidates=max_candidates, chunk_size=chunk_size)
+    top.timings["index"] = built
+    return top
+
+
+@torch.no_grad()
+def search_gallery(gidx: GalleryIndex, query: Any, k: int = 100, *,
+                   shortlist: Optional[int] = None, refine: bool = True,
+                   max_candidates: Optional[int] = None, chunk_size: int = 4096) -> TopK:
+    """Top-``k`` of every query over an indexed gallery: shortlist, exact re-scoring, threshold
+    search (see the module docstring).
 
     ``shortlist``: ``k'`` items of the first (numerator) search, default ``2k`` with regions.
     ``refine``: run the threshold searches (exact for ``Flat``); ``max_candidates`` caps how far
     they may grow for one query (default: the gallery size, i.e. always exact with ``Flat``).
     """
-    qf, gf = as_features(query, "query"), as_features(gallery, "gallery")
-    if global_only:
-        qf, gf = as_features(qf.global_feat), as_features(gf.global_feat)
-    if qf.global_feat.shape[1] != gf.global_feat.shape[1] or \
-            qf.region_feats.shape[1:] != gf.region_feats.shape[1:]:
-        raise ValueError("query and gallery features have different shapes")
-    num_q, num_g = len(qf), len(gf)
+    qf = as_features(query, "query")
+    a_q, w_q = gallery_vectors(qf)
+    a_g, w_g, regions = gidx.a_g, gidx.w_g, gidx.regions
+    if a_q.shape[1] != a_g.shape[1] or w_q.shape[1] != w_g.shape[1]:
+        raise ValueError(f"query features ({a_q.shape[1]} + {w_q.shape[1]} values) do not match "
+                         f"the gallery's ({a_g.shape[1]} + {w_g.shape[1]}): another model?")
+    num_q, num_g = len(a_q), len(a_g)
     if num_q == 0:
         raise ValueError("cannot search: the query set is empty")
-    if num_g == 0:
-        raise ValueError("cannot search: the gallery set is empty")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     k = min(k, num_g)
-    regions = qf.num_regions > 0
     if shortlist is None:
         shortlist = 2 * k if regions else k
     shortlist = min(max(shortlist, k), num_g)
     max_candidates = num_g if max_candidates is None else min(max(max_candidates, k), num_g)
-    factory, _ = parse_index_spec(index_spec)
-    exact = _is_exact_flat(factory)
-    timings = {"index": 0.0, "search": 0.0, "rescore": 0.0}
-
-    t0 = time.perf_counter()
-    a_g, w_g = weighted_embedding(gf, "cpu")
-    a_q, w_q = weighted_embedding(qf, "cpu")
-    # Gallery vectors [A(g) | w^g]: the query [A(q) | 0] scores S, [A(q) | -tau w^q] S - tau W.
-    g_vec = torch.cat([a_g, w_g], 1) if regions else a_g
-    if shortlist > _GPU_MAX_K:  # faiss GPU searches return at most 2048 results
-        use_gpu = False
-    index, on_gpu = build_index(g_vec.numpy(), index_spec, use_gpu=use_gpu, search_k=shortlist)
-    if on_gpu:
+    if gidx.on_gpu:
         max_candidates = min(max_candidates, _GPU_MAX_K)
+    index, exact = gidx.index, gidx.exact
     raw_scores = _stores_raw_vectors(index)
-    timings["index"] = time.perf_counter() - t0
+    timings = {"search": 0.0, "rescore": 0.0}
 
     def search(rows: np.ndarray, tau: Optional[np.ndarray], n: int):
         t = time.perf_counter()
@@ -261,7 +327,7 @@ def search_topk(query: Any, gallery: Any, k: int = 100, *, index_spec: str = "Fl
     if certified is not None and not certified.all():
         logger.info("faiss top-%d: %d of %d queries not proven exact (max_candidates %d)",
                     k, int((~certified).sum()), num_q, max_candidates)
-    return TopK(out_d.astype(np.float32), out_i, certified, shortlist, str(index_spec), on_gpu,
+    return TopK(out_d.astype(np.float32), out_i, certified, shortlist, gidx.spec, gidx.on_gpu,
                 timings)
 
 

@@ -18,10 +18,9 @@ multi-process gathering), reading the packed rows described in ``modeling/output
 * ``TEST.AQE.ENABLED`` (fast-reid's query expansion) works on one feature vector per image, so it
   is only accepted with the global feature; ``TEST.ROC.ENABLED`` needs the dense search.
 
-After ``evaluate()`` the evaluator keeps what visualisation tools need: ``last_distmat`` (dense
-search), ``last_topk`` (faiss search), ``last_query_ranks`` (per-query first hit / AP / INP),
-``last_query_pids`` etc., and ``timings`` (seconds spent in distance, re-ranking and ranking).
-``compute_distance(packed_q, packed_g)`` gives the matrix the evaluator would rank.
+The evaluator keeps no result besides fast-reid's metrics: ``compute_distance(packed_q,
+packed_g)`` gives the matrix it would rank, and the seconds spent in distance, re-ranking and
+ranking are logged.
 """
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ from fastreid.utils import comm
 from ..modeling.outputs import FeatureLayout
 from .distance import as_features, global_distance, resolve_device, weighted_region_distance
 from .faiss_search import search_topk, topk_query_ranks
-from .ranking import QueryRanks, compute_query_ranks, ranks_to_metrics, summarize
+from .ranking import compute_query_ranks, ranks_to_metrics, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +69,6 @@ class WeightedRegionEvaluator(DatasetEvaluator):
         self._check_config()
 
         self._predictions = []
-        self.last_distmat: Optional[np.ndarray] = None
-        self.last_topk = None
-        self.last_query_ranks: Optional[QueryRanks] = None
-        self.last_query_pids = self.last_gallery_pids = None
-        self.last_query_camids = self.last_gallery_camids = None
-        self.timings = {}
 
     def _check_config(self) -> None:
         if self.search not in ("dense", "faiss"):
@@ -158,12 +151,30 @@ class WeightedRegionEvaluator(DatasetEvaluator):
             packed = torch.from_numpy(packed)
         if not isinstance(packed, torch.Tensor) or packed.dim() != 2:
             raise ValueError(f"{name}: expected a packed (B, {self.layout.total_dim}) tensor")
-        f = as_features(self.layout.unpack(packed.float()), name)
-        return as_features(f.global_feat, name) if self.global_only else f
+        f = self.layout.unpack(packed.float()).to_torch()
+        return f.global_only() if self.global_only else f
 
     def compute_distance(self, packed_q: Any, packed_g: Any) -> np.ndarray:
-        """The (Q, G) float32 distance matrix the evaluator ranks (before re-ranking)."""
-        return self._distance(self._unpack(packed_q, "query"), self._unpack(packed_g, "gallery"))
+        """The (Q, G) float32 distance matrix the evaluator ranks (re-ranked when enabled)."""
+        return self._ranked_distance(self._unpack(packed_q, "query"),
+                                     self._unpack(packed_g, "gallery"), {})
+
+    def _ranked_distance(self, q, g, timings: dict) -> np.ndarray:
+        t0 = time.perf_counter()
+        dist = self._distance(q, g)
+        timings["distance"] = time.perf_counter() - t0
+        if self.rerank:
+            from fastreid.evaluation.rerank import re_ranking
+
+            t0 = time.perf_counter()
+            r = self.cfg.TEST.RERANK
+            n = len(q) + len(g)
+            logger.info("k-reciprocal re-ranking of %d images (about %.1f GB of float32 "
+                        "matrices)", n, 4 * n * n * 4 / 1e9)
+            dist = re_ranking(dist, self._distance(q, q), self._distance(g, g), k1=int(r.K1),
+                              k2=int(r.K2), lambda_value=float(r.LAMBDA)).astype(np.float32)
+            timings["rerank"] = time.perf_counter() - t0
+        return dist
 
     @torch.no_grad()
     def evaluate_features(self, q_feats, q_pids, q_camids, g_feats, g_pids, g_camids):
@@ -179,7 +190,7 @@ class WeightedRegionEvaluator(DatasetEvaluator):
             if not len(f) == len(p) == len(c):
                 raise ValueError(f"{name}: {len(f)} feature rows but {len(p)} pids and {len(c)} "
                                  "camids")
-        self.timings = {}
+        timings = {}
         q, g = self._unpack(q_feats, "query"), self._unpack(g_feats, "gallery")
         if self.aqe:  # fast-reid's query expansion, on the global feature (checked in __init__)
             from fastreid.evaluation.query_expansion import aqe
@@ -187,44 +198,23 @@ class WeightedRegionEvaluator(DatasetEvaluator):
             a = self.cfg.TEST.AQE
             qg, gg = aqe(q.global_feat, g.global_feat, a.QE_TIME, a.QE_K, a.ALPHA)
             q, g = as_features(qg.float(), "query"), as_features(gg.float(), "gallery")
-        self.last_distmat, self.last_topk = None, None
         mode = "global feature" if self.global_only else f"eq. (10), N={self.layout.num_regions}"
 
         if self.search == "faiss":
             t0 = time.perf_counter()
             topk = search_topk(q, g, k=self.topk, index_spec=self.faiss_index,
                                global_only=self.global_only)
-            self.timings["search"] = time.perf_counter() - t0
+            timings["search"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             ranks = topk_query_ranks(topk.indices, q_pids, g_pids, q_camids, g_camids)
-            self.timings["ranking"] = time.perf_counter() - t0
-            self.last_topk = topk
+            timings["ranking"] = time.perf_counter() - t0
             dist = None
         else:
-            t0 = time.perf_counter()
-            dist = self._distance(q, g)
-            self.timings["distance"] = time.perf_counter() - t0
-            if self.rerank:
-                from fastreid.evaluation.rerank import re_ranking
-
-                t0 = time.perf_counter()
-                r = self.cfg.TEST.RERANK
-                n = len(q_pids) + len(g_pids)
-                logger.info("k-reciprocal re-ranking of %d images (about %.1f GB of float32 "
-                            "matrices)", n, 4 * n * n * 4 / 1e9)
-                qq = self._distance(q, q)
-                gg = self._distance(g, g)
-                dist = re_ranking(dist, qq, gg, k1=int(r.K1), k2=int(r.K2),
-                                  lambda_value=float(r.LAMBDA)).astype(np.float32)
-                self.timings["rerank"] = time.perf_counter() - t0
+            dist = self._ranked_distance(q, g, timings)
             t0 = time.perf_counter()
             ranks = compute_query_ranks(dist, q_pids, g_pids, q_camids, g_camids)
-            self.timings["ranking"] = time.perf_counter() - t0
-            self.last_distmat = dist
+            timings["ranking"] = time.perf_counter() - t0
 
-        self.last_query_ranks = ranks
-        self.last_query_pids, self.last_gallery_pids = q_pids, g_pids
-        self.last_query_camids, self.last_gallery_camids = q_camids, g_camids
         cmc, all_ap, all_inp = ranks_to_metrics(ranks)
         results = summarize(cmc, all_ap, all_inp)
         if self.roc:
@@ -239,7 +229,7 @@ class WeightedRegionEvaluator(DatasetEvaluator):
         logger.info(
             "WeightedRegionEvaluator (%s, %s search): %d queries x %d gallery; %s; "
             "%d queries without a true match skipped", mode, self.search, len(q_pids), len(g_pids),
-            ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()),
+            ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
             len(q_pids) - ranks.num_valid)
         self._results = results
         return copy.deepcopy(results)

@@ -33,7 +33,6 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..modeling.heads.region_assessment import invariance_scores
 from ..modeling.heads.region_generation import masked_average_pool
 from .predictor import add_model_arguments, build_predictor, prog_name, setup_cli_logging
 
@@ -45,12 +44,13 @@ TEXT_TOWER_MARKERS = ("token_embedding", "text_projection", "text_tower", "promp
 
 
 class _GlobalHead(nn.Module):
-    """The eval path of fast-reid's EmbeddingHead: pooling, BNNeck, ``[..., 0, 0]``."""
+    """The eval path of fast-reid's EmbeddingHead: pooling, BNNeck, ``[..., 0, 0]`` (without the
+    BNNeck for ``TEST.RGANET.FEATURES pre_bn``)."""
 
-    def __init__(self, heads: nn.Module):
+    def __init__(self, heads: nn.Module, pre_bn: bool = False):
         super().__init__()
         self.pool_layer = heads.pool_layer
-        self.bottleneck = heads.bottleneck
+        self.bottleneck = nn.Identity() if pre_bn else heads.bottleneck
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bottleneck(self.pool_layer(x))[..., 0, 0]
@@ -64,7 +64,8 @@ class InferenceRGANet(nn.Module):
         super().__init__()
         self.backbone = model.backbone
         heads = model.heads
-        self.heads = _GlobalHead(heads) if hasattr(heads, "pool_layer") and \
+        pre_bn = bool(getattr(model, "pre_bn_output", False))
+        self.heads = _GlobalHead(heads, pre_bn) if hasattr(heads, "pool_layer") and \
             hasattr(heads, "bottleneck") else heads
         self.global_from_backbone = bool(model.global_from_backbone)
         self.register_buffer("pixel_mean", model.pixel_mean.detach().clone(), False)
@@ -79,7 +80,7 @@ class InferenceRGANet(nn.Module):
             self.rgm = head.mode == "rgm"
             self.generator = head.generator
             self.ram = head.ram
-            self.bnneck = head.bnneck
+            self.bnneck = nn.Identity() if pre_bn else head.bnneck
             self.register_buffer("centers", head.memory.centers.detach().clone())
             if self.rgm:
                 self.register_buffer("prototypes", head.prototypes.detach().clone())
@@ -115,14 +116,7 @@ class InferenceRGANet(nn.Module):
         else:
             masks = self.stripes.unsqueeze(0).expand(f.shape[0], -1, -1, -1)
         regions = masked_average_pool(masks, f)
-        # RAM (eqs. 4, 6) and w = softmax(alpha + beta); an indicator that is off adds 0. Written
-        # out (not RegionAssessmentModule.forward) so that no tensor is created on a fixed device.
-        logits = torch.zeros_like(regions[..., 0])
-        if self.ram.use_dai:
-            logits = logits + torch.sigmoid(self.ram.fc(regions)).squeeze(-1)
-        if self.ram.use_iai:
-            logits = logits + invariance_scores(regions, self.centers)
-        w = torch.softmax(logits, dim=1)
+        w = self.ram(regions, self.centers)["weights"]  # RAM as in training (eqs. 4, 6)
         bn = self.bnneck(regions)
         return torch.cat([g, bn.reshape(bn.shape[0], -1), w], dim=1)
 

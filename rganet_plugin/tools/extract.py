@@ -35,7 +35,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .predictor import (Features, add_extraction_arguments, add_model_arguments, prog_name,
+from ..modeling.outputs import Features
+from .predictor import (add_extraction_arguments, add_model_arguments, prog_name,
                         predictor_from_args, setup_cli_logging, split_overrides)
 
 __all__ = ["FORMAT_VERSION", "save_features", "load_features", "load_meta", "main"]
@@ -46,7 +47,7 @@ _REQUIRED = ("global", "regions", "weights", "paths")
 
 def save_features(path: str, feats: Features, class_names: Sequence[str] = (),
                   meta: Optional[Dict] = None, compress: bool = False) -> str:
-    """Write :class:`~rganet_plugin.tools.predictor.Features` in the format above."""
+    """Write :class:`~rganet_plugin.modeling.outputs.Features` in the format above."""
     g = np.ascontiguousarray(feats.global_feat, dtype=np.float32)
     r = np.ascontiguousarray(feats.region_feats, dtype=np.float32)
     w = np.ascontiguousarray(feats.weights, dtype=np.float32)
@@ -96,7 +97,7 @@ def load_features(path: str) -> Features:
     if g.ndim != 2 or r.ndim != 3 or w.ndim != 2 or not (len(g) == len(r) == len(w) == len(paths)):
         raise ValueError(f"{path}: inconsistent shapes global {g.shape}, regions {r.shape}, "
                          f"weights {w.shape}, {len(paths)} paths")
-    return Features(g, r, w, paths)
+    return Features(g, r, w, tuple(paths))
 
 
 def load_meta(path: str) -> Dict:

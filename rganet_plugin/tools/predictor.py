@@ -5,9 +5,9 @@
 1. ``load_config(config_file, opts)`` (unknown keys are refused);
 2. ``MODEL.BACKBONE.PRETRAIN`` is switched off (the checkpoint holds every weight) and
    ``MODEL.HEADS.NUM_CLASSES`` is read from the checkpoint's ``heads.weight`` when it is 0;
-3. fast-reid's ``build_model``, then :func:`~rganet_plugin.engine.checkpoint.check_checkpoint`
-   with ``strict=True`` (a checkpoint of another model is refused, naming the keys) and
-   fast-reid's ``Checkpointer(model).load``;
+3. fast-reid's ``build_model``, then the checkpoint (read once) is loaded by
+   :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` with ``strict=True`` (a checkpoint
+   of another model is refused, naming the keys);
 4. the model in eval mode on CUDA when available (``device="auto"``), else the CPU.
 
 :meth:`Predictor.extract` reads images through fast-reid's test transform (resize to
@@ -21,25 +21,21 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from PIL import Image
 
 import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.data.transforms import build_transforms
 from fastreid.modeling.meta_arch import build_model
-from fastreid.utils.checkpoint import Checkpointer
 
 from ..config import load_config
 from ..data.folder import ImageListDataset, collate_images
 from ..data.image_io import read_image
-from ..engine.checkpoint import (check_checkpoint, complete_cfg_from_checkpoint,
-                                 read_model_state)
+from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
 from ..evaluation.distance import resolve_device
-from ..modeling.outputs import FeatureLayout
+from ..modeling.outputs import FeatureLayout, Features
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +50,9 @@ def quiet_warnings() -> None:
 
 
 def inference_config(config_file: str, weights: str = "", opts: Optional[Sequence[str]] = None):
-    """The config of a trained model: ``config_file`` + ``opts``, no pre-training download,
-    ``MODEL.WEIGHTS`` = ``weights`` (or the file's own), NUM_CLASSES from the checkpoint."""
+    """The config of a trained model (``config_file`` + ``opts``, no pre-training download,
+    ``MODEL.WEIGHTS`` = ``weights`` or the file's own, NUM_CLASSES from the checkpoint) and the
+    checkpoint dict it read."""
     cfg = load_config(config_file, list(opts or []))
     cfg.defrost()
     if weights:
@@ -64,22 +61,9 @@ def inference_config(config_file: str, weights: str = "", opts: Optional[Sequenc
         raise ValueError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH)")
     cfg.MODEL.BACKBONE.PRETRAIN = False
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = ""
-    cfg.MODEL.RGANET.STAGE = "reid"  # inference: cached prototypes, never the live text tower
-    complete_cfg_from_checkpoint(cfg, read_model_state(cfg.MODEL.WEIGHTS))
-    return cfg
-
-
-@dataclass
-class Features:
-    """Features of a list of images (numpy, float32, rows in ``paths`` order)."""
-
-    global_feat: np.ndarray  # (M, G)
-    region_feats: np.ndarray  # (M, N, R)
-    weights: np.ndarray  # (M, N)
-    paths: List[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return int(self.global_feat.shape[0])
+    checkpoint = read_checkpoint(cfg.MODEL.WEIGHTS)
+    complete_cfg_from_checkpoint(cfg, checkpoint["model"])
+    return cfg, checkpoint
 
 
 class Predictor:
@@ -123,10 +107,7 @@ class Predictor:
                 for k, v in out.items()}
 
     def split(self, packed: torch.Tensor, paths: Sequence[str] = ()) -> Features:
-        u = self.layout.unpack(packed.float())
-        return Features(u.global_feat.numpy().astype(np.float32),
-                        u.region_feats.numpy().astype(np.float32),
-                        u.weights.numpy().astype(np.float32), list(paths))
+        return self.layout.unpack(packed.float(), paths).to_numpy()
 
     @torch.no_grad()
     def extract(self, paths: Sequence[str], batch_size: int = 64, num_workers: int = 0,
@@ -154,13 +135,12 @@ def build_predictor(config_file: str, weights: str = "", opts: Optional[Sequence
                     device: Optional[str] = "auto") -> Predictor:
     """Config + checkpoint -> a :class:`Predictor` (see the module docstring)."""
     quiet_warnings()
-    cfg = inference_config(config_file, weights, opts)
+    cfg, checkpoint = inference_config(config_file, weights, opts)
     dev = resolve_device(device)
     cfg.MODEL.DEVICE = str(dev)
     cfg.freeze()
     model = build_model(cfg)
-    check_checkpoint(model, cfg.MODEL.WEIGHTS, strict=True)
-    Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    ModelCheckpointer(model, strict=True).load_checkpoint(checkpoint, cfg.MODEL.WEIGHTS)
     model.to(dev).eval()
     logger.info("loaded %s (%s, layout %s) on %s", cfg.MODEL.WEIGHTS,
                 cfg.MODEL.RGANET.REGION_MODE, model.layout, dev)

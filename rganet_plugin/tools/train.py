@@ -1,18 +1,13 @@
 """The training / evaluation entry point behind ``projects/RGANet/train_net.py``."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import sys
-import time
 
 import rganet_plugin  # noqa: F401  (patches fast-reid, registers components)
 from fastreid.engine import default_argument_parser, default_setup, launch
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from fastreid.utils import comm
-from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
@@ -21,8 +16,8 @@ from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
 from ..engine.hooks import unwrap
 from ..engine.output_lock import OutputDirBusy, OutputDirLock
-from ..engine.checkpoint import (check_checkpoint, complete_cfg_from_checkpoint,
-                                 read_model_state)
+from ..engine.stages import plan_stages, train_prompt_stage
+from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
 
 logger = logging.getLogger("rganet_plugin")
 
@@ -39,109 +34,22 @@ def setup(args):
     return cfg
 
 
-def needs_prompt_stage(cfg) -> bool:
-    r = cfg.MODEL.RGANET
-    return (r.STAGE == "reid" and r.REGION_MODE == "rgm" and r.PROMPT.TYPE == "learnable"
-            and r.PROMPT.AUTO_STAGE1 and not cfg.MODEL.WEIGHTS)
-
-
-def prompt_stage_cfg(cfg):
-    """Stage 1 of a stage-2 config: same model and data, L_seg only, its own output folder."""
-    c = cfg.clone()
-    c.defrost()
-    c.MODEL.RGANET.STAGE = "prompt"
-    c.SOLVER.MAX_EPOCH = cfg.MODEL.RGANET.PROMPT.STAGE1.MAX_EPOCH
-    c.SOLVER.BASE_LR = cfg.MODEL.RGANET.PROMPT.STAGE1.BASE_LR
-    c.SOLVER.STEPS = []
-    c.SOLVER.WARMUP_ITERS = 0
-    c.SOLVER.CHECKPOINT_PERIOD = max(c.SOLVER.MAX_EPOCH, 1)
-    c.TEST.EVAL_PERIOD = 10 ** 9  # the trainer drops ReID evaluation in stage 1 anyway
-    c.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "prompt_stage")
-    c.freeze()
-    return c
-
-
-STAGE1_FINGERPRINT = "stage1_fingerprint.json"
-
-
-def stage_fingerprint(c) -> dict:
-    """What a stage-1 result depends on: its whole config but the output folder and the run-time
-    device (model, prompts, data, pseudo masks, solver, seed), hashed."""
-    d = c.clone()
-    d.defrost()
-    d.OUTPUT_DIR = ""
-    d.MODEL.DEVICE = ""
-    text = d.dump()
-    h = hashlib.sha1(text.encode())
-    path = c.MODEL.BACKBONE.PRETRAIN_PATH
-    if c.MODEL.BACKBONE.PRETRAIN and path and os.path.isfile(path):
-        with open(path, "rb") as f:  # the same path may hold other weights later
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return {"sha1": h.hexdigest(), "config": text}
-
-
-def train_prompt_stage(cfg, resume: bool = False) -> str:
-    c = prompt_stage_cfg(cfg)
-    final = os.path.join(c.OUTPUT_DIR, "model_final.pth")
-    stamp = os.path.join(c.OUTPUT_DIR, STAGE1_FINGERPRINT)
-    want = stage_fingerprint(c)
-    if os.path.isfile(final) or (resume and os.path.isdir(c.OUTPUT_DIR)):
-        have = None
-        if os.path.isfile(stamp):
-            with open(stamp) as f:
-                have = json.load(f).get("sha1")
-        if have == want["sha1"]:
-            if os.path.isfile(final):
-                logger.info("Stage 1 (prompt learning) already done with these settings: %s",
-                            final)
-                return final
-            # a half-done stage with these settings: --resume goes on from its checkpoint
-        else:
-            why = ("was made with other settings" if have is not None
-                   else "has no record of the settings it was made with")
-            if cfg.MODEL.RGANET.PROMPT.STAGE1.STALE == "error":
-                raise ConfigError(
-                    f"the stage-1 result in {c.OUTPUT_DIR} {why}; set "
-                    f"MODEL.RGANET.PROMPT.STAGE1.STALE rerun (or use another OUTPUT_DIR)")
-            stale = f"{c.OUTPUT_DIR}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
-            if comm.is_main_process():
-                os.rename(c.OUTPUT_DIR, stale)
-            comm.synchronize()
-            logger.warning("Stage 1 in %s %s: moved it to %s and running stage 1 again",
-                           c.OUTPUT_DIR, why, stale)
-            resume = False
-    logger.info("Stage 1: learning the prompt context (%d epochs) into %s", c.SOLVER.MAX_EPOCH,
-                c.OUTPUT_DIR)
-    trainer = RGANetTrainer(c)
-    if comm.is_main_process():
-        os.makedirs(c.OUTPUT_DIR, exist_ok=True)
-        with open(stamp, "w") as f:
-            json.dump(want, f)
-    trainer.resume_or_load(resume=resume)
-    trainer.train()
-    comm.synchronize()
-    return final
-
-
 def run(args):
     cfg = setup(args)
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
-        complete_cfg_from_checkpoint(cfg, read_model_state(cfg.MODEL.WEIGHTS))
+        checkpoint = read_checkpoint(cfg.MODEL.WEIGHTS)
+        complete_cfg_from_checkpoint(cfg, checkpoint["model"])
         model = RGANetTrainer.build_model(cfg)
-        check_checkpoint(model, cfg.MODEL.WEIGHTS, strict=True)
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        ModelCheckpointer(model, strict=True).load_checkpoint(checkpoint, cfg.MODEL.WEIGHTS)
         return RGANetTrainer.test(cfg, model)
-    if needs_prompt_stage(cfg):
+    if plan_stages(cfg) == ["prompt", "reid"]:
         weights = train_prompt_stage(cfg, resume=args.resume)
         cfg.defrost()
         cfg.MODEL.WEIGHTS = weights
         cfg.freeze()
     trainer = RGANetTrainer(cfg)
-    if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
-        check_checkpoint(unwrap(trainer.model), cfg.MODEL.WEIGHTS, strict=False)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 

@@ -36,10 +36,10 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from .predictor import (Features, add_extraction_arguments, add_model_arguments, prog_name,
+from ..modeling.outputs import Features
+from .predictor import (add_extraction_arguments, add_model_arguments, prog_name,
                         predictor_from_args, setup_cli_logging, split_overrides)
 from .search import region_distances
 from .visualize_regions import display_size, draw_pair, fit_text, font, save_png, text_height
@@ -52,18 +52,13 @@ BLUE = (30, 90, 220)
 _FG = (20, 20, 20)
 
 
-def _features(f: Features):
-    return torch.from_numpy(f.global_feat), torch.from_numpy(f.region_feats), \
-        torch.from_numpy(f.weights)
-
-
 def rank_queries(query: Features, q_ids: Sequence, q_cams: Sequence, gallery: Features,
                  g_ids: Sequence, g_cams: Sequence, topk: int = 10,
                  keep_junk: bool = False) -> List[Dict]:
     """Top-k of every query with eq. (10), plus ``d_g`` and ``d_j`` of every retrieved image."""
     from ..evaluation.distance import weighted_region_distance
 
-    dist = weighted_region_distance(_features(query), _features(gallery), device="cpu")
+    dist = weighted_region_distance(query, gallery, device="cpu")
     g_ids = np.asarray([str(x) for x in g_ids])
     g_cams = np.asarray(g_cams)
     g_abs = np.asarray([os.path.abspath(p) for p in gallery.paths])

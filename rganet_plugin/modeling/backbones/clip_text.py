@@ -1,17 +1,23 @@
 """CLIP's text tower, kept apart from the image model.
 
-The region heads need it to turn class names (or learned prompts) into prototypes; inference
-never runs it, and it is deliberately *not* a registered sub-module of the ReID model: it is not in
-``state_dict()``, not seen by the optimizer, not wrapped by DDP. The prototypes it produces are
-cached in a buffer of the head and saved with the checkpoint instead.
+It turns class names (or learned prompts) into the region prototypes. The ReID model
+(``RGANet``) uses it once, while it is built, and keeps only the prototypes (a buffer of the region
+head, saved with the checkpoint); inference never runs it. The prompt-learning stage
+(``RGANetPromptLearner``) owns it as an ordinary frozen sub-module.
 """
 from __future__ import annotations
 
 from typing import List, Optional
 
+import logging
+
 import open_clip
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
+
+CLIP_BACKBONE = "build_clip_vit_backbone"
 
 
 class CLIPTextTower(nn.Module):
@@ -68,3 +74,29 @@ class CLIPTextTower(nn.Module):
             self.to(device)
         tokens = self.tokenize(texts).to(self.token_embedding.weight.device)
         return self.encode_embeddings(self.embed_tokens(tokens), tokens)
+
+
+def text_encoder_spec(cfg):
+    """``(name, pretrain_path, pretrained_tag, pretrain)`` of the CLIP whose text tower the region
+    head uses: the backbone's own CLIP when the backbone is the CLIP ViT and
+    ``MODEL.RGANET.TEXT_ENCODER`` is not set, else ``TEXT_ENCODER`` (its ``NAME`` falling back to
+    ``MODEL.BACKBONE.CLIP.NAME``)."""
+    t, b = cfg.MODEL.RGANET.TEXT_ENCODER, cfg.MODEL.BACKBONE
+    if b.NAME == CLIP_BACKBONE and not (t.NAME or t.PRETRAIN_PATH or t.PRETRAINED_TAG):
+        return b.CLIP.NAME, b.PRETRAIN_PATH, b.CLIP.PRETRAINED_TAG, bool(b.PRETRAIN)
+    return (t.NAME or b.CLIP.NAME, t.PRETRAIN_PATH, t.PRETRAINED_TAG,
+            bool(t.PRETRAIN_PATH or t.PRETRAINED_TAG))
+
+
+def build_text_tower(cfg) -> CLIPTextTower:
+    """The text tower of :func:`text_encoder_spec`. Inside ``clip_weights.shared_clip_models()``
+    it comes from the very CLIP model the backbone was built from."""
+    from .clip_vit import clip_model_from_cfg
+
+    name, path, tag, pretrain = text_encoder_spec(cfg)
+    if not pretrain and cfg.MODEL.BACKBONE.NAME != CLIP_BACKBONE:
+        logger.warning("RGANet text tower %s has random weights: set MODEL.RGANET.TEXT_ENCODER."
+                       "PRETRAIN_PATH (or PRETRAINED_TAG) for meaningful prototypes", name)
+    model = clip_model_from_cfg(cfg, name=name, pretrain_path=path, pretrained_tag=tag,
+                                pretrain=pretrain)
+    return CLIPTextTower(model, name)

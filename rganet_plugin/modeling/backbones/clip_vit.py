@@ -22,7 +22,6 @@ import torch
 from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from torch import nn
 
-from .clip_text import CLIPTextTower
 from .clip_weights import (build_clip_model, clip_embed_dim, interpolate_pos_embed,
                            optional_path, patch_grid)
 
@@ -67,15 +66,9 @@ class CLIPViTBackbone(nn.Module):
         else:
             self.sie_embed = None
 
-        # The text tower rides along, outside the module tree (see clip_text.py).
-        self._text_tower = [CLIPTextTower(clip_model, model_name)]
         if freeze:
             for p in self.parameters():
                 p.requires_grad_(False)
-
-    @property
-    def text_tower(self) -> CLIPTextTower:
-        return self._text_tower[0]
 
     def forward_features(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None
                          ) -> Dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ With ``MODEL.BACKBONE.PRETRAIN False`` the model keeps its random initialisation
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zipfile
@@ -38,10 +39,49 @@ def register_plugin_model_configs() -> None:
         _registered = True
 
 
+_shared: Optional[Dict[tuple, object]] = None  # open while a model is being constructed
+
+
+@contextlib.contextmanager
+def shared_clip_models():
+    """While open, :func:`build_clip_model` returns the same model for the same arguments: the
+    image tower (the backbone) and the text tower (the region head's prototypes) of one model
+    come from one CLIP, with one read of its weights, even when they are built apart."""
+    global _shared
+    outer = _shared
+    if outer is None:
+        _shared = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared = None
+
+
+def clip_model_embed_dim(name: str) -> int:
+    """The joint image-text space of CLIP architecture ``name`` (from its config, no build)."""
+    register_plugin_model_configs()
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise CLIPWeightsError(f"unknown CLIP architecture {name!r}")
+    return int(cfg["embed_dim"])
+
+
 def build_clip_model(name: str, image_size: Optional[Sequence[int]], pretrain: bool = False,
                      pretrain_path: str = "", pretrained_tag: str = ""):
     """An open_clip ``CLIP`` model of architecture ``name`` at ``image_size`` (H, W; ``None``:
     the architecture's own size)."""
+    key = (name, tuple(image_size) if image_size is not None else None, bool(pretrain),
+           pretrain_path, pretrained_tag)
+    if _shared is not None and key in _shared:
+        return _shared[key]
+    model = _build_clip_model(name, image_size, pretrain, pretrain_path, pretrained_tag)
+    if _shared is not None:
+        _shared[key] = model
+    return model
+
+
+def _build_clip_model(name, image_size, pretrain, pretrain_path, pretrained_tag):
     register_plugin_model_configs()
     if name not in open_clip.list_models():
         raise CLIPWeightsError(

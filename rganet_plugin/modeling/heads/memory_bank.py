@@ -2,9 +2,11 @@
 
 The centres are buffers of the model, so fast-reid's ``Checkpointer`` saves and restores them
 (``--resume`` gives back the same bank). The training hook
-(:class:`rganet_plugin.engine.MemoryBankHook`) initialises the bank before training and updates it
-after every step; both operations reduce their sums and counts over all DDP processes first, so the
-bank is identical on every rank.
+(:class:`rganet_plugin.engine.MemoryBankHook`) initialises the bank before training; the region
+head updates it in every training step. Both operations reduce their sums and counts over all DDP
+processes first, so the bank is identical on every rank. The bank also counts the regions that
+passed its filter since :meth:`MemoryBank.take_counts` was last called (not saved), which the hook
+reports once per epoch.
 """
 from __future__ import annotations
 
@@ -23,13 +25,19 @@ def _all_reduce_(t: torch.Tensor) -> torch.Tensor:
 
 class MemoryBank(nn.Module):
     def __init__(self, num_regions: int, dim: int, momentum: float = 0.3,
-                 alpha_thresh: float = 0.85):
+                 alpha_thresh: float = 0.85, reading: str = "equation"):
         super().__init__()
+        if reading not in ("equation", "text"):
+            raise ValueError(f"momentum reading {reading!r}: expected 'equation' or 'text'")
         self.momentum = momentum
+        # the weight of the old centre: m_u as eq. (5) writes it, 1 - m_u as Sec. IV-D reads it
+        self.keep = momentum if reading == "equation" else 1.0 - momentum
         self.alpha_thresh = alpha_thresh
         self.register_buffer("centers", torch.zeros(num_regions, dim))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("selected", torch.zeros(num_regions, dtype=torch.float64), False)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.float64), False)
 
     @torch.no_grad()
     def initialize(self, feat_sum: torch.Tensor, count: torch.Tensor) -> None:
@@ -44,7 +52,8 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def update(self, region_feats: torch.Tensor, alpha: Optional[torch.Tensor]) -> torch.Tensor:
-        """Eq. (5): ``C_j <- m C_j + (1 - m) mean(F_j^r : alpha_j > thresh)`` over the global batch.
+        """Eq. (5): ``C_j <- m C_j + (1 - m) mean(F_j^r : alpha_j > thresh)`` over the global batch
+        (``m`` = ``m_u``, or ``1 - m_u`` with the ``"text"`` reading).
 
         ``region_feats`` (B, N, d); ``alpha`` (B, N) or None (no DAI: every region counts).
         Classes with no selected region in the whole batch keep their centre. Returns the
@@ -63,7 +72,18 @@ class MemoryBank(nn.Module):
         if has.any():
             mean = s[has] / c[has].unsqueeze(-1)
             old = self.centers[has].to(torch.float64)
-            self.centers[has] = (self.momentum * old + (1 - self.momentum) * mean).to(
+            self.centers[has] = (self.keep * old + (1 - self.keep) * mean).to(
                 self.centers.dtype)
         self.num_updates += 1
+        self.selected += c.to(self.selected)
+        self.seen += feats.shape[0] * (dist.get_world_size() if dist.is_available()
+                                       and dist.is_initialized() else 1)
         return c
+
+    @torch.no_grad()
+    def take_counts(self):
+        """``(selected per class, regions seen per class)`` since the last call; resets them."""
+        out = self.selected.detach().cpu().clone(), int(self.seen.item())
+        self.selected.zero_()
+        self.seen.zero_()
+        return out

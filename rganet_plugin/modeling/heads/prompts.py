@@ -1,13 +1,15 @@
 """Text prompts that turn body-region class names into prototypes (Sec. III-C, Table VI).
 
-* :class:`TemplatePrompts`: a hand-crafted template, ``"a {} part of a person."`` by default.
-  The five templates of the paper's Table VI are in :data:`TABLE_VI_TEMPLATES`.
+* :class:`TemplatePrompts`: a hand-crafted template, ``"a {} part of a person."`` by default
+  (the paper's Table VI rows are configs: ``configs/OccludedDuke/rgm_prompt_*.yml``).
 * :class:`LearnablePrompts`: CoOp context ``[V]_1 .. [V]_K [CLASS].`` with ``K`` learnable
   word embeddings placed before the class token, shared by all classes (CoOp's unified context,
   the default) or one set per class (CoOp's class-specific context, ``PROMPT.CLASS_SPECIFIC``):
   the paper's ``[V]_1 [V]_2 ... [V]_K [CLASS]`` does not say which.
 
-Both produce prototypes ``(N, d)`` through CLIP's frozen text tower.
+Both produce prototypes ``(N, d)`` through CLIP's frozen text tower. :func:`build_prompts` picks
+one from the config and :func:`initial_background` gives the start of the background embedding
+``p_0`` (``MODEL.RGANET.PROMPT.BACKGROUND_INIT``).
 """
 from __future__ import annotations
 
@@ -17,14 +19,6 @@ import torch
 from torch import nn
 
 from ..backbones.clip_text import CLIPTextTower
-
-TABLE_VI_TEMPLATES = {
-    "photo": "a photo of a {}.",
-    "person_photo": "a person photo of a {}.",
-    "photo_part": "a photo of a {} part of a person.",
-    "part": "a {} part of a person.",
-}
-
 
 class TemplatePrompts(nn.Module):
     learnable = False
@@ -85,3 +79,31 @@ class LearnablePrompts(nn.Module):
         prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1).to(dev)
         return tower.encode_embeddings(prompts.to(tower.token_embedding.weight.dtype),
                                        self.tokens.to(dev))
+
+
+def build_prompts(cfg, tower: CLIPTextTower) -> nn.Module:
+    """``MODEL.RGANET.PROMPT``: a :class:`TemplatePrompts` or a :class:`LearnablePrompts`."""
+    p = cfg.MODEL.RGANET.PROMPT
+    names = list(cfg.MODEL.RGANET.CLASS_NAMES)
+    if p.TYPE == "learnable":
+        return LearnablePrompts(names, tower, p.N_CTX, p.CTX_INIT, p.CLASS_SPECIFIC)
+    return TemplatePrompts(names, p.TEMPLATE)
+
+
+BACKGROUND_INITS = ("text", "random", "zeros")
+
+
+@torch.no_grad()
+def initial_background(cfg, tower: CLIPTextTower, prototypes: torch.Tensor) -> torch.Tensor:
+    """The start of ``p_0`` (``(d,)``): the text feature of a background prompt (``"text"``: the
+    template with "background", or "background." for learnable prompts), a random vector of the
+    prototypes' typical norm (``"random"``), or zeros (``"zeros"``: cosine 0 with every pixel,
+    i.e. a fixed logit of 0 in eq. (1) until it learns)."""
+    p = cfg.MODEL.RGANET.PROMPT
+    d = prototypes.shape[-1]
+    if p.BACKGROUND_INIT == "text":
+        text = p.TEMPLATE.format("background") if p.TYPE == "template" else "background."
+        return tower.encode_text([text]).float()[0]
+    if p.BACKGROUND_INIT == "zeros":
+        return torch.zeros(d)
+    return torch.randn(d) * prototypes.norm(dim=-1).mean() / d ** 0.5

@@ -1,30 +1,43 @@
 """``RGANetRegionHead``: regions (RGM or stripes), their confidence (RAM), and their classifiers.
 
-Input: a backbone feature map ``(B, C, H, W)``. When ``C`` differs from the text space (fast-reid's
-ResNet-50: 2048, OSNet: 512 but not CLIP's space, fast-reid's ViT: 768) a learned 1x1 projection
-maps it into the text space, so RGANet heads work on any fast-reid backbone.
+Input: a backbone feature map ``(B, C, H, W)`` (the contract is in :mod:`.build`). When ``C``
+differs from the text space (fast-reid's ResNet-50: 2048, OSNet: 512, fast-reid's ViT: 768) a
+learned 1x1 projection maps it into the text space, so RGANet heads work on any fast-reid backbone.
 
-Prototypes are computed by CLIP's text tower once and cached in the ``prototypes`` buffer (saved
-with the checkpoint); inference never runs the text tower. Only the prompt-learning stage
-(``MODEL.RGANET.STAGE: prompt``) computes them live, with gradients into the context vectors.
+The head owns the region prototypes as a buffer (``prototypes``, saved with the checkpoint), given
+to it when it is built; it never runs a text tower. The prompt-learning stage
+(:class:`~rganet_plugin.modeling.meta_arch.RGANetPromptLearner`) learns them and writes them
+back with :meth:`RGANetRegionHead.set_prototypes`.
+
+In training, the head also keeps its memory bank (eq. 5): after computing the confidences with the
+current centres it updates the bank with the batch's region features (``MEMORY.ALPHA_THRESH``
+filter, reduced over all processes), so every rank holds the same bank.
 """
 from __future__ import annotations
 
-import logging
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
-from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
+from fastreid.utils.events import get_event_storage
 from torch import nn
 
-from ..backbones.clip_text import CLIPTextTower
+from ..backbones.clip_text import CLIP_BACKBONE, text_encoder_spec
+from ..backbones.clip_weights import clip_model_embed_dim
+from .build import REGION_HEAD_REGISTRY
 from .memory_bank import MemoryBank
-from .prompts import LearnablePrompts, TemplatePrompts
 from .region_assessment import RegionAssessmentModule
 from .region_generation import FixedStripes, RegionGenerationModule, masked_average_pool
 
-logger = logging.getLogger(__name__)
+
+def region_dim(cfg, in_dim: int) -> int:
+    """The width ``d`` of region features: ``MODEL.RGANET.TEXT_DIM``, else the joint space of the
+    CLIP that supplies the text (RGM, or stripes on the CLIP backbone), else ``in_dim``."""
+    r = cfg.MODEL.RGANET
+    if r.TEXT_DIM:
+        return int(r.TEXT_DIM)
+    if r.REGION_MODE == "rgm" or cfg.MODEL.BACKBONE.NAME == CLIP_BACKBONE:
+        return clip_model_embed_dim(text_encoder_spec(cfg)[0])
+    return int(in_dim)
 
 
 class RegionBNNeck(nn.Module):
@@ -42,100 +55,57 @@ class RegionBNNeck(nn.Module):
         return self.bn(x.reshape(b, n * d)).reshape(b, n, d)
 
 
-@REID_HEADS_REGISTRY.register()
+@REGION_HEAD_REGISTRY.register()
 class RGANetRegionHead(nn.Module):
-    def __init__(self, cfg, in_dim: int, text_tower: Optional[CLIPTextTower] = None):
+    def __init__(self, cfg, in_dim: int, prototypes: Optional[torch.Tensor] = None,
+                 background: Optional[torch.Tensor] = None):
         super().__init__()
         r = cfg.MODEL.RGANET
         self.mode = r.REGION_MODE
-        self.stage = r.STAGE
         self.class_names = list(r.CLASS_NAMES)
         self.num_regions = n = len(self.class_names)
         self.detach_w = r.RAM.DETACH_W
-
-        if text_tower is None and self.mode == "rgm":
-            text_tower = build_text_tower(cfg)
-        text_dim = r.TEXT_DIM or (text_tower.embed_dim if text_tower is not None else in_dim)
-        self.dim = text_dim
-        self.projection = (nn.Conv2d(in_dim, text_dim, kernel_size=1, bias=False)
-                           if in_dim != text_dim else nn.Identity())
-
-        self._text_tower = [text_tower]  # outside the module tree, see clip_text.py
+        self.dim = d = region_dim(cfg, in_dim)
+        self.projection = (nn.Conv2d(in_dim, d, kernel_size=1, bias=False)
+                           if in_dim != d else nn.Identity())
         if self.mode == "rgm":
-            if r.PROMPT.TYPE == "learnable":
-                self.prompts = LearnablePrompts(self.class_names, text_tower, r.PROMPT.N_CTX,
-                                                r.PROMPT.CTX_INIT, r.PROMPT.CLASS_SPECIFIC)
-            else:
-                self.prompts = TemplatePrompts(self.class_names, r.PROMPT.TEMPLATE)
+            if prototypes is None or background is None:
+                raise ValueError("an RGM region head needs the initial prototypes and background")
+            if prototypes.shape != (n, d):
+                raise ValueError(f"prototypes of shape {tuple(prototypes.shape)} for {n} classes "
+                                 f"in a {d}-d text space (MODEL.RGANET.TEXT_DIM)")
             self.generator = RegionGenerationModule(n, r.GAMMA)
-            with torch.no_grad():
-                protos = self.prompts(text_tower).float()
-                if r.PROMPT.BACKGROUND_INIT == "text":
-                    bg = text_tower.encode_text([self._background_text(r)]).float()[0]
-                else:
-                    bg = torch.randn(text_dim) * protos.norm(dim=-1).mean() / text_dim ** 0.5
-            if protos.shape[-1] != text_dim:
-                raise ValueError(f"text tower gives {protos.shape[-1]}-d prototypes but "
-                                 f"MODEL.RGANET.TEXT_DIM is {text_dim}")
-            self.background = nn.Parameter(bg.clone(), requires_grad=r.PROMPT.TRAIN_BACKGROUND
-                                           or self.stage == "prompt")
-            self.register_buffer("prototypes", protos.clone())
-            if self.prompts.learnable and self.stage != "prompt":
-                # stage 2: the context learned in stage 1 is fixed (its prototypes are cached)
-                self.prompts.ctx.requires_grad_(False)
+            self.background = nn.Parameter(background.detach().float().clone(),
+                                           requires_grad=r.PROMPT.TRAIN_BACKGROUND)
+            self.register_buffer("prototypes", prototypes.detach().float().clone())
         else:
-            self.prompts = None
             self.generator = FixedStripes(n)
             self.background = None
-            self.register_buffer("prototypes", torch.zeros(0, text_dim))
+            self.register_buffer("prototypes", torch.zeros(0, d))
 
-        self.ram = RegionAssessmentModule(text_dim, r.RAM.DAI, r.RAM.IAI)
-        self.memory = MemoryBank(n, text_dim, r.MEMORY.MOMENTUM, r.MEMORY.ALPHA_THRESH)
-        self.bnneck = RegionBNNeck(n, text_dim)
+        self.ram = RegionAssessmentModule(d, r.RAM.DAI, r.RAM.IAI, r.RAM.CONFIDENCE)
+        self.memory = MemoryBank(n, d, r.MEMORY.MOMENTUM, r.MEMORY.ALPHA_THRESH,
+                                 r.MEMORY.MOMENTUM_READING)
+        self.bnneck = RegionBNNeck(n, d)
         num_classes = cfg.MODEL.HEADS.NUM_CLASSES
-        self.classifier = nn.Parameter(torch.empty(n, max(num_classes, 1), text_dim))
+        self.classifier = nn.Parameter(torch.empty(n, max(num_classes, 1), d))
         nn.init.normal_(self.classifier, std=0.001)
-        self.last_batch: Dict[str, torch.Tensor] = {}
-
-    @staticmethod
-    def _background_text(r) -> str:
-        if r.PROMPT.TYPE == "template":
-            return r.PROMPT.TEMPLATE.format("background")
-        return "background."
-
-    # ------------------------------------------------------------------ prototypes
-    @property
-    def text_tower(self) -> Optional[CLIPTextTower]:
-        return self._text_tower[0]
-
-    def live_prototypes(self) -> torch.Tensor:
-        tower = self.text_tower
-        if tower is None:
-            raise RuntimeError("this head has no text tower (an exported or text-free model): "
-                               "prototypes can only come from the cached buffer")
-        tower.to(self.prototypes.device)
-        return self.prompts(tower).to(self.prototypes.dtype)
 
     @torch.no_grad()
-    def refresh_prototypes(self) -> None:
-        """Recompute the cached prototypes from the (learned) prompts."""
-        if self.mode == "rgm":
-            self.prototypes.copy_(self.live_prototypes())
-
-    def current_prototypes(self) -> torch.Tensor:
-        if self.mode == "rgm" and self.stage == "prompt" and self.training:
-            return self.live_prototypes()
-        return self.prototypes
+    def set_prototypes(self, prototypes: torch.Tensor) -> None:
+        self.prototypes.copy_(prototypes.to(self.prototypes))
 
     # ------------------------------------------------------------------ forward
     def project(self, fmap: torch.Tensor) -> torch.Tensor:
         return self.projection(fmap)
 
-    def masks(self, fmap_t: torch.Tensor) -> torch.Tensor:
+    def masks(self, fmap_t: torch.Tensor, prototypes: Optional[torch.Tensor] = None
+              ) -> torch.Tensor:
         """All masks of the projected map: ``(B, N+1, H, W)`` for RGM (background first),
-        ``(B, N, H, W)`` for stripes."""
+        ``(B, N, H, W)`` for stripes. ``prototypes`` replaces the cached ones (stage 1)."""
         if self.mode == "rgm":
-            return self.generator(fmap_t, self.current_prototypes(), self.background)
+            protos = self.prototypes if prototypes is None else prototypes
+            return self.generator(fmap_t, protos, self.background)
         return self.generator(fmap_t)
 
     def region_masks(self, all_masks: torch.Tensor) -> torch.Tensor:
@@ -145,40 +115,35 @@ class RGANetRegionHead(nn.Module):
                 ) -> Dict[str, torch.Tensor]:
         f = self.project(fmap)
         all_masks = self.masks(f)
-        masks = self.region_masks(all_masks)
-        regions = masked_average_pool(masks, f)  # (B, N, d)
-        ram_in = regions.detach() if self.detach_w else regions
-        ram = self.ram(ram_in, self.memory.centers)
+        regions = masked_average_pool(self.region_masks(all_masks), f)  # (B, N, d)
+        ram = self.ram(regions.detach() if self.detach_w else regions, self.memory.centers)
         bn = self.bnneck(regions)
         out = {"region_feats": regions, "region_bn_feats": bn, "weights": ram["weights"],
                "alpha": ram["alpha"], "beta": ram["beta"], "masks": all_masks}
         if self.training:
             out["region_logits"] = torch.einsum("bnd,ncd->bnc", bn, self.classifier)
-            self.last_batch = {"region_feats": regions.detach(),
-                               "alpha": None if ram["alpha"] is None else ram["alpha"].detach()}
+            if bool(self.memory.initialized):
+                self._update_memory(regions, ram["alpha"])
         return out
+
+    def _update_memory(self, regions: torch.Tensor, alpha: Optional[torch.Tensor]) -> None:
+        """Eq. (5) with this batch (the confidences above used the centres before it)."""
+        before = self.memory.centers.clone()
+        counts = self.memory.update(regions, alpha)
+        try:
+            storage = get_event_storage()
+        except (AssertionError, AttributeError, IndexError):  # outside fast-reid's train loop
+            return
+        storage.put_scalar("rganet/memory_drift",
+                           (self.memory.centers - before).norm(dim=1).mean().item(),
+                           smoothing_hint=False)
+        storage.put_scalar("rganet/memory_selected", counts.sum().item(), smoothing_hint=False)
+        for name, c in zip(self.class_names, counts.tolist()):
+            storage.put_scalar(f"rganet/memory_selected/{name.replace(' ', '_')}", c,
+                               smoothing_hint=False)
 
     @torch.no_grad()
     def stripe_features(self, fmap: torch.Tensor) -> torch.Tensor:
         """Fixed-stripe region features of the projected map (memory-bank initialisation)."""
         f = self.project(fmap)
-        stripes = FixedStripes(self.num_regions)(f)
-        return masked_average_pool(stripes, f)
-
-
-def build_text_tower(cfg) -> CLIPTextTower:
-    """The text tower for a non-CLIP backbone: CLIP ``MODEL.RGANET.TEXT_ENCODER`` (falls back to
-    ``MODEL.BACKBONE.CLIP``'s name and weights)."""
-    from ..backbones.clip_vit import clip_model_from_cfg
-
-    t = cfg.MODEL.RGANET.TEXT_ENCODER
-    name = t.NAME or cfg.MODEL.BACKBONE.CLIP.NAME
-    path = t.PRETRAIN_PATH
-    tag = t.PRETRAINED_TAG
-    pretrain = bool(path or tag)
-    if not pretrain:
-        logger.warning("RGANet text tower %s has random weights: set MODEL.RGANET.TEXT_ENCODER."
-                       "PRETRAIN_PATH (or PRETRAINED_TAG) for meaningful prototypes", name)
-    model = clip_model_from_cfg(cfg, name=name, pretrain_path=path, pretrained_tag=tag,
-                                pretrain=pretrain)
-    return CLIPTextTower(model, name)
+        return masked_average_pool(FixedStripes(self.num_regions)(f), f)

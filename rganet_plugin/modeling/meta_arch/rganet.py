@@ -5,14 +5,18 @@ One model for every row of the paper's ablation (Table V):
 * global branch: any fast-reid backbone, then fast-reid's own ``MODEL.HEADS`` head
   (``EmbeddingHead``: pooling + BNNeck + ID classifier), ``L_id(F_g) + L_tri(F_g)`` with
   fast-reid's losses. With ``MODEL.RGANET.REGION_MODE: none`` this *is* the CLIP baseline (row 0).
-* region branch (``stripes`` or ``rgm``): ``MODEL.RGANET.REGION_HEAD`` from
-  ``REID_HEADS_REGISTRY`` (``RGANetRegionHead``), with ``sum_j L_ram(F_j^r)`` (eq. 7) and
-  ``sum_j L_tri(F_j^r)``.
-* prompt-learning stage (``MODEL.RGANET.STAGE: prompt``): only ``L_seg`` (eq. 3) against pseudo
-  part masks; everything but the context vectors and ``p_0`` is frozen.
+* region branch (``stripes`` or ``rgm``): ``MODEL.RGANET.REGION_HEAD`` from the plugin's
+  ``REGION_HEAD_REGISTRY`` (``RGANetRegionHead``; the contract is in ``heads/build.py``), with
+  ``sum_j L_ram(F_j^r)`` (eq. 7) and ``sum_j L_tri(F_j^r)``.
+
+The region prototypes come from CLIP's text tower once, while the model is built (the prompt of
+``MODEL.RGANET.PROMPT``; learnable prompts get their learned context from the stage-1 checkpoint
+in ``MODEL.WEIGHTS``); the model keeps only the prototypes. The prompt-learning stage is its own
+meta-architecture, :class:`~.prompt_learner.RGANetPromptLearner`.
 
 Camera ids are passed to backbones that take them (the CLIP ViT's SIE). At inference the model
-returns one packed row per image (see :mod:`rganet_plugin.modeling.outputs`).
+returns one packed row per image, laid out as :func:`output_layout` says (see
+:mod:`rganet_plugin.modeling.outputs`).
 """
 from __future__ import annotations
 
@@ -21,19 +25,40 @@ from typing import Dict, Optional
 import torch
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
-from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
 from fastreid.modeling.losses import cross_entropy_loss, log_accuracy, triplet_loss
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils.events import get_event_storage
 from torch import nn
 
-from ..losses import (confidence_weighted_id_loss, patch_targets, segmentation_loss,
-                      soft_segmentation_loss)
+from ..backbones.clip_text import CLIP_BACKBONE, build_text_tower
+from ..backbones.clip_weights import clip_model_embed_dim, shared_clip_models
+from ..heads.build import build_region_head
+from ..heads.prompts import build_prompts, initial_background
+from ..heads.rganet_region_head import region_dim
+from ..losses import confidence_weighted_id_loss
 from ..outputs import FeatureLayout
 
+RGANET_META_ARCHS = ("RGANet", "RGANetPromptLearner")
 
-def _backbone_out_dim(backbone: nn.Module, cfg) -> int:
-    return int(getattr(backbone, "feat_dim", cfg.MODEL.BACKBONE.FEAT_DIM))
+
+def backbone_out_dim(cfg) -> int:
+    """Channels of the backbone's feature map: the CLIP ViT's joint space, else
+    ``MODEL.BACKBONE.FEAT_DIM`` (fast-reid's convention)."""
+    b = cfg.MODEL.BACKBONE
+    return clip_model_embed_dim(b.CLIP.NAME) if b.NAME == CLIP_BACKBONE else int(b.FEAT_DIM)
+
+
+def output_layout(cfg) -> FeatureLayout:
+    """The layout of what a model built from ``cfg`` returns at inference; a fast-reid
+    meta-architecture returns one global feature (of its own width)."""
+    if cfg.MODEL.META_ARCHITECTURE not in RGANET_META_ARCHS:
+        return FeatureLayout(0)
+    feat_dim = backbone_out_dim(cfg)
+    gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or feat_dim
+    r = cfg.MODEL.RGANET
+    if r.REGION_MODE == "none" or cfg.TEST.RGANET.GLOBAL_ONLY:
+        return FeatureLayout(gdim)
+    return FeatureLayout(gdim, len(r.CLASS_NAMES), region_dim(cfg, feat_dim))
 
 
 @META_ARCH_REGISTRY.register()
@@ -42,27 +67,31 @@ class RGANet(nn.Module):
         super().__init__()
         cfg = cfg.clone()
         cfg.defrost()
-        self.backbone = build_backbone(cfg)
-        feat_dim = _backbone_out_dim(self.backbone, cfg)
-        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim
-        self.heads = build_heads(cfg)  # fast-reid's global head (EmbeddingHead)
+        feat_dim = backbone_out_dim(cfg)
+        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim  # what fast-reid's heads read
+        with shared_clip_models():  # the backbone's CLIP also gives the text tower
+            self.backbone = build_backbone(cfg)
+            self.heads = build_heads(cfg)  # fast-reid's global head (EmbeddingHead)
+            r = cfg.MODEL.RGANET
+            self.region_head = None
+            if r.REGION_MODE == "rgm":
+                tower = build_text_tower(cfg)
+                prompts = build_prompts(cfg, tower)
+                with torch.no_grad():
+                    protos = prompts(tower).float()
+                self.region_head = build_region_head(
+                    cfg, feat_dim, protos, initial_background(cfg, tower, protos))
+                self.keep_prompts(prompts, tower)
+            elif r.REGION_MODE == "stripes":
+                self.region_head = build_region_head(cfg, feat_dim)
         self.global_from_backbone = hasattr(self.backbone, "forward_features")
         self._pass_camids = getattr(self.backbone, "accepts_camids", False)
-
-        r = cfg.MODEL.RGANET
-        self.region_mode = r.REGION_MODE
-        self.stage = r.STAGE
-        if self.region_mode != "none":
-            head_cls = REID_HEADS_REGISTRY.get(r.REGION_HEAD)
-            tower = getattr(self.backbone, "text_tower", None)
-            self.region_head = head_cls(cfg, in_dim=feat_dim, text_tower=tower)
-            n, rdim = self.region_head.num_regions, self.region_head.dim
-        else:
-            self.region_head = None
-            n, rdim = 0, 0
-        gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or feat_dim
-        self.layout = FeatureLayout(gdim, n, rdim)
+        self.layout = output_layout(cfg)
         self.global_only_output = cfg.TEST.RGANET.GLOBAL_ONLY
+        self.pre_bn_output = cfg.TEST.RGANET.FEATURES == "pre_bn"
+        if self.pre_bn_output and not hasattr(self.heads, "pool_layer"):
+            raise ValueError("TEST.RGANET.FEATURES pre_bn needs a global head with a pool_layer "
+                             "(fast-reid's EmbeddingHead)")
 
         lc = cfg.MODEL.LOSSES
         self.loss_names = tuple(lc.NAME)
@@ -72,37 +101,20 @@ class RGANet(nn.Module):
         self.tri = dict(margin=lc.TRI.MARGIN, norm_feat=lc.TRI.NORM_FEAT,
                         hard_mining=lc.TRI.HARD_MINING)
         self.tri_scale = lc.TRI.SCALE
-        self.region_id_scale = r.LOSS.REGION_ID_SCALE
-        self.region_tri_scale = r.LOSS.REGION_TRI_SCALE
-        self.seg_scale = r.LOSS.SEG_SCALE
-        self.seg_include_bg = True
-        self.seg_targets = r.PROMPT.STAGE1.SEG_TARGETS
+        self.region_ce_scale = lc.REGION_CE.SCALE
+        self.region_tri_scale = lc.REGION_TRI.SCALE
 
         self.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, -1, 1, 1),
                              False)
         self.register_buffer("pixel_std", torch.tensor(cfg.MODEL.PIXEL_STD).view(1, -1, 1, 1),
                              False)
-        if self.stage == "prompt":
-            self.freeze_for_prompt_learning()
+
+    def keep_prompts(self, prompts: nn.Module, tower: nn.Module) -> None:
+        """The ReID model keeps only the prototypes the prompts gave (see the prompt learner)."""
 
     @property
     def device(self):
         return self.pixel_mean.device
-
-    def freeze_for_prompt_learning(self) -> None:
-        """Stage 1: only the context vectors and the background embedding learn."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.region_head.prompts.ctx.requires_grad_(True)
-        self.region_head.background.requires_grad_(True)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.stage == "prompt":
-            # frozen parts keep eval behaviour (BN statistics, dropout) in stage 1
-            self.backbone.eval()
-            self.heads.eval()
-        return self
 
     # ------------------------------------------------------------------ forward
     def preprocess_image(self, batched_inputs) -> torch.Tensor:
@@ -132,11 +144,7 @@ class RGANet(nn.Module):
 
     def forward(self, batched_inputs):
         images = self.preprocess_image(batched_inputs)
-        camids = self.camera_ids(batched_inputs)
-        if self.stage == "prompt" and self.training:
-            return self._prompt_stage_losses(batched_inputs, images, camids)
-
-        fmap, glob = self.extract(images, camids)
+        fmap, glob = self.extract(images, self.camera_ids(batched_inputs))
         if self.training:
             targets = batched_inputs["targets"].to(self.device)
             if targets.sum() < 0:
@@ -145,11 +153,12 @@ class RGANet(nn.Module):
             r_out = self.region_head(fmap, targets) if self.region_head is not None else None
             return self.losses(g_out, r_out, targets)
 
-        g_feat = self.heads(glob)
+        g_feat = self.heads.pool_layer(glob)[..., 0, 0] if self.pre_bn_output else self.heads(glob)
         if self.region_head is None or self.global_only_output:
             return g_feat
         r_out = self.region_head(fmap)
-        return self.layout.pack(g_feat, r_out["region_bn_feats"], r_out["weights"])
+        regions = r_out["region_feats" if self.pre_bn_output else "region_bn_feats"]
+        return self.layout.pack(g_feat, regions, r_out["weights"])
 
     def inference_details(self, batched_inputs) -> Dict[str, torch.Tensor]:
         """Everything the visualisation tools show: masks, alpha, beta, w, features."""
@@ -172,7 +181,7 @@ class RGANet(nn.Module):
         if r_out is not None:
             w = r_out["weights"]
             loss["loss_region_id"] = confidence_weighted_id_loss(
-                r_out["region_logits"], targets, w, max(self.ce_eps, 0.0)) * self.region_id_scale
+                r_out["region_logits"], targets, w, max(self.ce_eps, 0.0)) * self.region_ce_scale
             if "TripletLoss" in self.loss_names and self.region_tri_scale > 0:
                 feats = r_out["region_feats"]
                 loss["loss_region_triplet"] = sum(
@@ -180,28 +189,6 @@ class RGANet(nn.Module):
                     for j in range(feats.shape[1])) * self.region_tri_scale
             self._log_region_stats(r_out)
         return loss
-
-    def _prompt_stage_losses(self, batched_inputs, images, camids):
-        if "masks" not in batched_inputs:
-            raise KeyError("the prompt-learning stage needs pseudo part masks in the batch "
-                           "('masks'); see docs/datasets.md")
-        with torch.no_grad():
-            fmap, _ = self.extract(images, camids)
-            fmap = self.region_head.project(fmap)
-        all_masks = self.region_head.masks(fmap)
-        labels = batched_inputs["masks"].to(self.device)
-        targets = patch_targets(labels, all_masks.shape[-2:], all_masks.shape[1],
-                                self.seg_targets)
-        if self.seg_targets == "soft":
-            loss = soft_segmentation_loss(all_masks, targets, include_background=self.seg_include_bg)
-        else:
-            loss = segmentation_loss(all_masks, targets, include_background=self.seg_include_bg)
-        loss = loss * self.seg_scale
-        try:  # fast-reid logs single-loss dicts only as total_loss; keep the name visible
-            get_event_storage().put_scalar("loss_seg", loss.detach().item())
-        except AssertionError:
-            pass
-        return {"loss_seg": loss}
 
     def _log_region_stats(self, r_out) -> None:
         try:

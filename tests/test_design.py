@@ -1,0 +1,128 @@
+"""The contracts of docs/design.md: the region-head registry, the layout that follows from the
+config, the renamed keys, one feature record, and a checkpoint read once."""
+import pytest
+import torch
+from torch import nn
+
+import rganet_plugin  # noqa: F401
+from rganet_plugin.config import load_config
+from rganet_plugin.config.setup import RENAMED_KEYS, ConfigError
+
+
+def test_region_head_has_its_own_registry_not_fastreids(make_cfg):
+    from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
+    from fastreid.modeling.meta_arch import build_model
+
+    from rganet_plugin.modeling.heads import REGION_HEAD_REGISTRY, RGANetRegionHead
+
+    assert REGION_HEAD_REGISTRY.get("RGANetRegionHead") is RGANetRegionHead
+    assert "RGANetRegionHead" not in REID_HEADS_REGISTRY._obj_map
+
+    @REGION_HEAD_REGISTRY.register()
+    class MeanRegionHead(RGANetRegionHead):  # a user's head, built through the same contract
+        pass
+
+    cfg = make_cfg()
+    cfg.defrost()
+    cfg.MODEL.HEADS.NUM_CLASSES = 3
+    cfg.MODEL.RGANET.REGION_HEAD = "MeanRegionHead"
+    assert type(build_model(cfg).region_head) is MeanRegionHead
+    cfg.MODEL.RGANET.REGION_HEAD = "NoSuchHead"
+    with pytest.raises(KeyError, match="NoSuchHead.*registered"):
+        build_model(cfg)
+    REGION_HEAD_REGISTRY._obj_map.pop("MeanRegionHead")
+
+
+@pytest.mark.parametrize("overrides", [
+    {"MODEL.RGANET.REGION_MODE": "rgm"}, {"MODEL.RGANET.REGION_MODE": "stripes"},
+    {"MODEL.RGANET.REGION_MODE": "none"}, {"TEST.RGANET.GLOBAL_ONLY": True},
+    {"MODEL.RGANET.CLASS_NAMES": ["upper body", "lower body"], "MODEL.HEADS.EMBEDDING_DIM": 32},
+])
+def test_the_output_layout_follows_from_the_config(make_cfg, overrides):
+    """The evaluator gets its layout from the config (no state handed over by the trainer):
+    it must be the layout of what the model returns."""
+    from fastreid.modeling.meta_arch import build_model
+
+    from rganet_plugin.modeling.meta_arch import output_layout
+
+    cfg = make_cfg()
+    cfg.defrost()
+    cfg.MODEL.HEADS.NUM_CLASSES = 3
+    for k, v in overrides.items():
+        node = cfg
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model({"images": torch.rand(2, 3, 256, 128) * 255})
+    layout = output_layout(cfg)
+    assert model.layout == layout and out.shape == (2, layout.total_dim)
+    # a fast-reid meta-architecture: one global feature of whatever width it has
+    cfg.MODEL.META_ARCHITECTURE = "Baseline"
+    assert output_layout(cfg).num_regions == 0 and output_layout(cfg).global_dim == 0
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED_KEYS))
+def test_old_key_names_are_refused_naming_the_new_ones(old, tmp_path):
+    new = RENAMED_KEYS[old].split()[0]
+    with pytest.raises(ConfigError, match=f"{old}.*renamed.*{new}"):
+        load_config("", [old, "1"])
+    # in a file, yacs names the first unknown node: every renamed key under it is listed
+    parts = old.split(".")
+    text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parts[:-1]))
+    (tmp_path / "old.yml").write_text(text + f"{'  ' * (len(parts) - 1)}{parts[-1]}: 1\n")
+    with pytest.raises(ConfigError, match=f"renamed.*{new}"):
+        load_config(str(tmp_path / "old.yml"))
+
+
+def test_one_feature_record_from_model_output_to_tools():
+    from rganet_plugin.evaluation.distance import as_features
+    from rganet_plugin.modeling.outputs import FeatureLayout, Features
+    from rganet_plugin.tools import predictor
+
+    lay = FeatureLayout(3, 2, 2)
+    packed = torch.arange(2 * lay.total_dim, dtype=torch.float32).view(2, -1)
+    f = lay.unpack(packed, ["a.jpg", "b.jpg"])
+    assert isinstance(f, Features) and f.paths == ("a.jpg", "b.jpg")
+    assert torch.equal(f.weights, packed[:, -2:]) and f.region_feats.shape == (2, 2, 2)
+    assert as_features(f) .global_feat.shape == (2, 3)
+    n = f.to_numpy()
+    assert n.region_feats.dtype.name == "float32" and torch.equal(n.to_torch().weights, f.weights)
+    assert predictor.Features is Features
+    with pytest.raises(ValueError, match="columns"):
+        lay.unpack(packed[:, :-1])
+
+
+def test_checkpoint_is_read_once_and_wrappings_accepted(make_cfg, tmp_path, monkeypatch):
+    from fastreid.modeling.meta_arch import build_model
+    from fastreid.utils.checkpoint import Checkpointer
+
+    from rganet_plugin.engine.checkpoint import (CheckpointMismatchError, ModelCheckpointer,
+                                                 read_checkpoint)
+
+    cfg = make_cfg()
+    cfg.defrost()
+    cfg.MODEL.HEADS.NUM_CLASSES = 3
+    model = build_model(cfg)
+    path = tmp_path / "m.pth"
+    torch.save({"module." + k: v for k, v in model.state_dict().items()}, path)  # bare + DDP
+    reads = []
+    real = Checkpointer._load_file
+    monkeypatch.setattr(Checkpointer, "_load_file",
+                        lambda self, f: reads.append(f) or real(self, f))
+    other = build_model(cfg)
+    ModelCheckpointer(other, strict=True).load(str(path))
+    assert len(reads) == 1
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  other.state_dict().values()))
+    checkpoint = read_checkpoint(str(path))
+    cfg.MODEL.RGANET.CLASS_NAMES = ["head", "body"]
+    with pytest.raises(CheckpointMismatchError, match="shape mismatches"):
+        ModelCheckpointer(build_model(cfg), strict=True).load_checkpoint(checkpoint, "m.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="cannot read"):
+        read_checkpoint(str(tmp_path / "junk.pth"))
+    with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):
+        ModelCheckpointer(nn.Linear(2, 2)).load(str(tmp_path / "missing.pth"))
