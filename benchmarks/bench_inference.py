@@ -33,7 +33,9 @@ the weights):
 Parameters: every parameter of the model module (CLIP's text tower is kept outside the module
 tree and never runs at inference, so it is not counted; its size is printed separately), and the
 parameters inference actually uses (found by autograd: the ID classifiers and the prompt context
-are training-only). FLOPs: fvcore's ``FlopCountAnalysis`` on one image, reported as fvcore counts
+are training-only). For the ``rganet`` row it also prints the count per component and both
+counts with their rules: ours, and the paper's 93.5M with the closest reading
+(``rganet_plugin/evaluation/parameters.py``). FLOPs: fvcore's ``FlopCountAnalysis`` on one image, reported as fvcore counts
 them (one multiply-add = 1 "flop", i.e. MACs), with handles added for the fused attention ops
 fvcore does not know (``aten::_native_multi_head_attention``, which PyTorch's
 ``nn.MultiheadAttention`` runs at inference, and ``aten::scaled_dot_product_attention``):
@@ -68,6 +70,9 @@ sys.path.insert(0, ROOT)
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches, registrations)
 from machine import cpu_model, load_average  # noqa: E402
+from rganet_plugin.evaluation.parameters import component_counts  # noqa: E402
+from rganet_plugin.evaluation.parameters import ours as param_counts  # noqa: E402
+from rganet_plugin.evaluation.parameters import report as param_report  # noqa: E402
 
 BASE_CONFIG = os.path.join(ROOT, "configs", "Base-RGANet.yml")
 MODELS = ("baseline", "rganet", "fastreid-vit")
@@ -187,9 +192,18 @@ def build(model_name: str, arch: str, device: torch.device, num_classes: int):
     return model.to(device).eval(), cfg
 
 
-def text_tower_params(model) -> int:
-    tower = getattr(getattr(model, "backbone", None), "text_tower", None)
-    return sum(p.numel() for p in tower.parameters()) if tower is not None else 0
+def text_tower_counts_for(cfg) -> dict:
+    """The text tower of the model's CLIP by part (the model keeps it outside its module tree);
+    {} for backbones that are not a CLIP ViT."""
+    from rganet_plugin.evaluation.parameters import text_tower_counts
+    from rganet_plugin.modeling.backbones.clip_weights import build_clip_model
+
+    if cfg.MODEL.BACKBONE.NAME != "build_clip_vit_backbone" or cfg.MODEL.RGANET.REGION_MODE != "rgm":
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip = build_clip_model(cfg.MODEL.BACKBONE.CLIP.NAME, cfg.INPUT.SIZE_TEST, pretrain=False)
+    return dict(text_tower_counts(clip))
 
 
 def inference_param_count(model, image: torch.Tensor) -> int:
@@ -402,21 +416,28 @@ def main(argv=None) -> int:
 
     # Build every model and count it, warm every row up, then time the rows in turn
     # (round-robin over the repeats, so drifting load on a shared machine hits all rows alike).
-    rows, runners = [], []
+    rows, runners, param_reports = [], [], []
     for name in models:
         if name == "fastreid-vit" and args.arch != "ViT-B-16":
             print(f"[{name}] skipped: fast-reid's ViT has only 'small' and 'base' depths, it is "
                   "compared with --arch ViT-B-16 only")
             continue
         try:
-            model, _ = build(name, args.arch, device, args.num_classes)
+            model, model_cfg = build(name, args.arch, device, args.num_classes)
         except Exception as e:  # noqa: BLE001 - report per row
             for d in dtypes:
                 rows.append({"model": name, "dtype": d, "error": f"build: {type(e).__name__}: {e}"})
             print(f"[{name}] build failed: {e}", file=sys.stderr)
             continue
-        stats = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-                 "text_tower_m": text_tower_params(model) / 1e6}
+        # parameter counts per component and by both rules (rganet_plugin/evaluation/parameters.py)
+        counts = component_counts(model)
+        text = text_tower_counts_for(model_cfg) if not name.endswith("+seqfirst") else {}
+        stats = {"params_m": param_counts(counts)[0] / 1e6,
+                 "text_tower_m": sum(text.values()) / 1e6,
+                 "components": {"parameters": dict(counts["parameters"]),
+                                "buffers": dict(counts["buffers"]), "text tower": text}}
+        if name == "rganet":
+            param_reports.append(param_report(counts, text, title=f"{name} ({args.arch})"))
         if not args.no_flops:
             one = (torch.rand(1, 3, 256, 128, generator=torch.Generator().manual_seed(1)) * 255
                    ).to(device)
@@ -500,6 +521,8 @@ def main(argv=None) -> int:
               f"| {note} |")
     print(f"\nPaper (Table VII): RGANet {PAPER['fps']} FPS (features + distances, batch "
           f"{PAPER['batch']}, one {PAPER['gpu']}), {PAPER['params_m']}M parameters.")
+    for rep in param_reports:  # both counts with their rules, per component
+        print(f"\nParameters, {args.num_classes} training identities:\n{rep}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "args": vars(args), "rows": rows}, f, indent=1)
