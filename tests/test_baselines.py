@@ -300,3 +300,20 @@ def test_compare_bad_input(tmp_path):
         compare.sweep([cfg], [0], str(tmp_path), names=["a", "b"])
     with pytest.raises(SystemExit):
         compare.main(["--configs", cfg, "--out", str(tmp_path), "SOLVER.BASE_LR"])
+
+
+def test_region_head_configs_pair_with_a_plain_head_on_the_same_backbone():
+    """Heads x backbones: each region-head config has a fast-reid plain-head neighbour with the
+    same backbone, input, batch and schedule; the text tower is the shipped person CLIP."""
+    pairs = {"rganet_heads_R50": "bagtricks_R50", "rganet_heads_R50-ibn": "bagtricks_R50-ibn",
+             "rganet_heads_osnet": "bagtricks_osnet"}
+    for heads, plain in pairs.items():
+        a = load_config(os.path.join(CONFIGS, "Demo", f"{heads}_demo.yml"))
+        b = load_config(os.path.join(CONFIGS, "Demo", f"{plain}_demo.yml"))
+        assert a.MODEL.META_ARCHITECTURE == "RGANet" and b.MODEL.META_ARCHITECTURE == "Baseline"
+        assert a.MODEL.RGANET.REGION_MODE == "rgm"
+        assert a.MODEL.RGANET.TEXT_ENCODER.PRETRAIN_PATH == "weights/RGANet-Person-ViT.safetensors"
+        for key in ("NAME", "DEPTH", "FEAT_DIM", "WITH_IBN", "PRETRAIN"):
+            assert a.MODEL.BACKBONE[key] == b.MODEL.BACKBONE[key], (heads, key)
+        assert a.INPUT.SIZE_TRAIN == b.INPUT.SIZE_TRAIN and a.SOLVER.MAX_EPOCH == b.SOLVER.MAX_EPOCH
+        assert a.SOLVER.IMS_PER_BATCH == b.SOLVER.IMS_PER_BATCH and a.SOLVER.STEPS == b.SOLVER.STEPS
