@@ -183,12 +183,14 @@ def execute(run: dict, trainer=None) -> dict:
         if any(math.isnan(v) for v in metrics.values() if isinstance(v, float)):
             status = "nan-metrics"
         res = {"status": status, **metrics}
-    except SystemExit as e:  # the helper exits after printing the run's output tail
+    except (SystemExit, RuntimeError) as e:  # the helper's failure (demo_ablation: SystemExit,
+        # tools/compare: RunFailed), raised after the run's process ended
         div = divergence(run["dir"])
         if div is not None:
             res = {"status": "diverged", **div}
         else:
-            res = {"status": "failed", "error": last_error(run["dir"]) or str(e)}
+            res = {"status": "failed",
+                   "error": last_error(run["dir"]) or str(e).strip().splitlines()[0]}
     res.update(seed=run["seed"], opts=run["opts"], minutes=(time.time() - t0) / 60)
     if res["status"] in ("ok", "diverged"):
         with open(os.path.join(run["dir"], "result.json"), "w") as f:
@@ -217,8 +219,10 @@ def describe(results: List[dict]) -> dict:
     return cell
 
 
-def fmt(ms) -> str:
-    return "—" if ms is None else f"{ms[0]:.1f} ± {ms[1]:.1f}"
+def fmt(ms, seeds: int = 2) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms[0]:.1f}" if seeds == 1 else f"{ms[0]:.1f} ± {ms[1]:.1f}"
 
 
 def tables(summary: Dict[str, Dict], seeds: Sequence[int]) -> str:
@@ -228,10 +232,9 @@ def tables(summary: Dict[str, Dict], seeds: Sequence[int]) -> str:
                   "|---|---|---|---|---|"]
         for value, c in cells.items():
             if c["seeds"] == 0 and c["notes"]:
-                r1 = m = "; ".join(c["notes"])
-                lines.append(f"| {value} | {r1} | — | 0/{len(seeds)} | |")
+                lines.append(f"| {value} | {'; '.join(c['notes'])} | — | 0/{len(seeds)} | |")
                 continue
-            lines.append(f"| {value} | {fmt(c['Rank-1'])} | {fmt(c['mAP'])} | "
+            lines.append(f"| {value} | {fmt(c['Rank-1'], c['seeds'])} | {fmt(c['mAP'], c['seeds'])} | "
                          f"{c['seeds']}/{len(seeds)} | {'; '.join(c['notes'])} |")
         lines.append("")
     return "\n".join(lines)

@@ -141,7 +141,9 @@ def test_n5_without_bags_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(fig3, "bags_available", lambda: "the generator draws no bags yet")
     assert fig3.main(["--sweeps", "N", "--quick", "--out", str(tmp_path)]) == 0
     assert len(fake.calls) == 3  # N = 2, 3, 4
-    assert "| 5 | the generator draws no bags yet | — | 0/1 |" in (tmp_path / "fig3.md").read_text()
+    text = (tmp_path / "fig3.md").read_text()
+    assert "| 5 | the generator draws no bags yet | — | 0/1 |" in text
+    assert "| 2 | 52.0 | 40.0 | 1/1 |" in text  # one seed: no ± 0.0
 
 
 def test_unknown_override_fails_before_training(tmp_path, monkeypatch):
