@@ -116,10 +116,13 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 32
     _C.DATASETS.SYNTHETIC.IMAGES_PER_ID = 8
     _C.DATASETS.SYNTHETIC.SEED = 0
+    _C.DATASETS.SYNTHETIC.HEIGHT = 256  # image size of the generated sets
+    _C.DATASETS.SYNTHETIC.WIDTH = 128
     # Percent of identities that carry a bag (drawn and labelled 5 in the part masks, the class
     # "bags" of the paper's N = 5). 0 keeps the default dataset byte-identical.
     _C.DATASETS.SYNTHETIC.BAGS_PERCENT = 0
-    # Cloth-changing variant (FIRe2): outfits per identity (0 = one outfit, the occluded set).
+    # Outfits per identity of the cloth-changing set (SyntheticLTCC; 0 = 2 or 3 per identity);
+    # the occluded set has one outfit and refuses other values.
     _C.DATASETS.SYNTHETIC.OUTFITS_PER_ID = 0
     # How unreadable images are handled at scan time: "skip" (warn, count, drop), "error", or
     # "off" (no check).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from fastreid.config import CfgNode, get_cfg
@@ -22,13 +22,18 @@ def get_rganet_cfg() -> CfgNode:
     return add_rganet_config(get_cfg())
 
 
-def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> CfgNode:
+def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None,
+                project: Sequence[Callable[[CfgNode], Any]] = ()) -> CfgNode:
     """Read a YAML config (with ``_BASE_`` inheritance) and command-line overrides.
 
     Unknown keys are rejected and named, e.g. ``unknown config key 'MODEL.RGANET.GAMA' in
-    configs/x.yml``.
+    configs/x.yml``. ``project``: functions of a sibling project (``projects/FIRe2``) that add
+    its keys to the config before it is read, and are called again with the read config to
+    check it (``fn(cfg, check=True)``).
     """
     cfg = get_rganet_cfg()
+    for add_keys in project:
+        add_keys(cfg)
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file not found: {config_file}")
@@ -48,6 +53,8 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> 
         except ValueError as e:  # yacs type check, e.g. an int given for a float key
             raise ConfigError(f"bad config override: {e}") from None
     validate(cfg)
+    for add_keys in project:
+        add_keys(cfg, check=True)
     return cfg
 
 

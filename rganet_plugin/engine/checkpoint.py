@@ -28,6 +28,10 @@ from ..modeling.meta_arch.prompt_learner import PROMPT_STAGE_KEYS
 
 logger = logging.getLogger(__name__)
 
+# keys the ReID model does not expect of a checkpoint: the prompt learner's own, and the prompt
+# module the region head held in checkpoints written before the stage split
+NOT_EXPECTED = PROMPT_STAGE_KEYS + ("region_head.prompts.",)
+
 
 class CheckpointMismatchError(RuntimeError):
     pass
@@ -75,7 +79,7 @@ def check_state(model: torch.nn.Module, state: Dict[str, Any], source: str,
     """Raise :class:`CheckpointMismatchError` when ``state`` does not belong to ``model``."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own and not k.startswith(PROMPT_STAGE_KEYS)]
+    unexpected = [k for k in state if k not in own and not k.startswith(NOT_EXPECTED)]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
               if k in state and hasattr(state[k], "shape")
               and tuple(state[k].shape) != tuple(own[k].shape)]

@@ -11,9 +11,10 @@ from typing import Optional, Sequence
 
 from fastreid.config import CfgNode as CN
 
-from rganet_plugin.config.setup import ConfigError, _unknown_key_error, get_rganet_cfg, validate
+from rganet_plugin.config.setup import ConfigError, get_rganet_cfg, load_config
 
-__all__ = ["add_fire2_config", "get_fire2_cfg", "load_fire2_config", "check_fire2_config"]
+__all__ = ["add_fire2_config", "fire2_keys", "get_fire2_cfg", "load_fire2_config",
+           "check_fire2_config"]
 
 
 def add_fire2_config(cfg: CN) -> CN:
@@ -42,12 +43,6 @@ def add_fire2_config(cfg: CN) -> CN:
     _C.MODEL.FIRE2.FAR.PARTS = 2  # horizontal parts whose style statistics are exchanged
     _C.MODEL.FIRE2.FAR.TIMES = 1  # recomposed copies per image (K)
 
-    # image size of the generated sets (synthetic_params accepts them; the plugin's defaults do
-    # not list them yet): the cloth-changing demo draws at 128x64
-    if "HEIGHT" not in _C.DATASETS.SYNTHETIC:
-        _C.DATASETS.SYNTHETIC.HEIGHT = 256
-        _C.DATASETS.SYNTHETIC.WIDTH = 128
-
     _C.TEST.CLOTH_CHANGING = CN()
     _C.TEST.CLOTH_CHANGING.MAX_RANK = 50
     return cfg
@@ -72,30 +67,15 @@ def check_fire2_config(cfg: CN) -> None:
         raise ConfigError(f"MODEL.FIRE2.FAR.PARTS and TIMES must be >= 1, got {f.FAR.PARTS}, {f.FAR.TIMES}")
 
 
-def load_fire2_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> CN:
-    """As ``rganet_plugin.config.load_config`` (``_BASE_`` files, overrides, unknown keys named),
-    on a config that also has FIRe²'s keys."""
-    import os
+def fire2_keys(cfg: CN, check: bool = False) -> CN:
+    """The project hook of ``rganet_plugin.config.load_config``: add the keys, or check them."""
+    if check:
+        check_fire2_config(cfg)
+        return cfg
+    return add_fire2_config(cfg)
 
-    cfg = get_fire2_cfg()
-    if config_file:
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"config file not found: {config_file}")
-        try:
-            cfg.merge_from_file(config_file)
-        except KeyError as e:
-            raise _unknown_key_error(e, f"in {config_file}") from None
-        except (AssertionError, ValueError) as e:
-            raise ConfigError(f"cannot read {config_file}: {e}") from None
-    if opts:
-        if len(opts) % 2:
-            raise ConfigError(f"config overrides come in KEY VALUE pairs, got {list(opts)}")
-        try:
-            cfg.merge_from_list(list(opts))
-        except (KeyError, AssertionError) as e:
-            raise _unknown_key_error(e, "on the command line") from None
-        except ValueError as e:
-            raise ConfigError(f"bad config override: {e}") from None
-    validate(cfg)
-    check_fire2_config(cfg)
-    return cfg
+
+def load_fire2_config(config_file: str = "", opts: Optional[Sequence[str]] = None) -> CN:
+    """``rganet_plugin.config.load_config`` (``_BASE_`` files, overrides, unknown and renamed
+    keys named) on a config that also has FIRe²'s keys."""
+    return load_config(config_file, opts, project=[fire2_keys])
