@@ -226,6 +226,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
     assert 0 <= run["mAP"] <= 100 and run["minutes"] > 0 and run["images_per_s"] > 0
     assert f"{run['Rank-1']:.1f}" in rows["bagtricks_R50_demo"]
     assert 11.0 < bot["params_m"] < 11.5  # ResNet-18 + BNNeck + an 8-class classifier
+    assert "| bagtricks_R50_demo | from scratch |" in table
     assert (out / "comparison.png").stat().st_size > 1000
     assert (out / "bagtricks_R50_demo" / "seed0" / "model_final.pth").is_file()
 
@@ -281,11 +282,14 @@ def test_compare_table_mean_and_sample_std():
     assert m == 60.0 and abs(s - 10.0) < 1e-12  # sqrt((100 + 100 + 0) / 2)
     results = {"a": {"runs": {0: {"Rank-1": 50.0, "mAP": 30.0, "mINP": 10.0, "minutes": 2.0},
                               1: {"Rank-1": 70.0, "mAP": 34.0, "mINP": 12.0, "minutes": 4.0}},
-                     "failed": {}, "params_m": 23.51},
-               "b": {"runs": {}, "failed": {0: "b seed 0 failed"}, "params_m": None}}
+                     "failed": {}, "params_m": 23.51, "init": "from scratch"},
+               "b": {"runs": {}, "failed": {0: "b seed 0 failed"}, "params_m": None,
+                     "init": "resnet50-19c8e357.pth"}}
     table = markdown_table(results, [0, 1])
-    assert "| a | 60.0 ± 14.1 | 32.0 ± 2.8 | 11.0 ± 1.4 | 3.0 ± 1.4 | 23.51 | n/a | 2/2 |" in table
-    assert "| b | n/a | n/a | n/a | n/a | n/a | n/a | 0/2 (1 failed) |" in table
+    assert ("| a | from scratch | 60.0 ± 14.1 | 32.0 ± 2.8 | 11.0 ± 1.4 | 3.0 ± 1.4 | 23.51 | n/a "
+            "| 2/2 |") in table
+    assert ("| b | resnet50-19c8e357.pth | n/a | n/a | n/a | n/a | n/a | n/a | 0/2 (1 failed) |"
+            in table)
 
 
 def test_compare_bad_input(tmp_path):

@@ -19,7 +19,8 @@ Output in ``--out``: ``comparison.md`` (the markdown table, also printed), ``com
 mAP and mINP per config, mean with the standard deviation over seeds as error bars; needs
 matplotlib, the ``bench`` extra) and ``results.json`` (every run).
 
-Columns: R1, mAP, mINP (%, mean ± sample std over seeds), training time (wall minutes of the run's
+Columns: how the backbone starts (``from scratch`` or the weights file it loads), R1, mAP, mINP
+(%, mean ± sample std over seeds), training time (wall minutes of the run's
 process, evaluation included), parameters (millions, every parameter of the model as trained,
 classifier and any text tower included) and inference speed (images per second of the final
 evaluation pass, data loading and flip test included, as fast-reid times it).
@@ -152,6 +153,18 @@ def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str) -> Opt
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
+def backbone_init(cfg_file: str, opts: Sequence[str] = ()) -> str:
+    """How the config's backbone starts: ``from scratch`` or the weights file it loads."""
+    from ..config import load_config
+
+    b = load_config(cfg_file, opts).MODEL.BACKBONE
+    if not b.PRETRAIN:
+        return "from scratch"
+    if b.PRETRAIN_PATH:
+        return os.path.basename(b.PRETRAIN_PATH)
+    return f"tag {b.CLIP.PRETRAINED_TAG}" if b.NAME == "build_clip_vit_backbone" else "download"
+
+
 def run_name(cfg_file: str) -> str:
     return os.path.splitext(os.path.basename(cfg_file))[0]
 
@@ -172,7 +185,8 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
             raise FileNotFoundError(f"config file not found: {c}")
     results: Dict[str, dict] = {}
     for name, cfg_file in zip(names, configs):
-        results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "params_m": None}
+        results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "params_m": None,
+                         "init": backbone_init(cfg_file, opts)}
     for seed in seeds:
         for name, cfg_file in zip(names, configs):
             run_dir = os.path.join(out, name, f"seed{seed}")
@@ -246,16 +260,17 @@ def _fmt(values: Sequence[float], digits: int = 1) -> str:
 
 
 def markdown_table(results: Dict[str, dict], seeds: Sequence[int]) -> str:
-    lines = ["| model | R1 (%) | mAP (%) | mINP (%) | training (min) | parameters (M) | "
-             "inference (img/s) | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | backbone init | R1 (%) | mAP (%) | mINP (%) | training (min) | "
+             "parameters (M) | inference (img/s) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results.items():
         runs = [entry["runs"][s] for s in seeds if s in entry["runs"]]
         col = lambda k, d=1: _fmt([r[k] for r in runs if k in r], d)  # noqa: E731
         params = "n/a" if entry.get("params_m") is None else f"{entry['params_m']:.2f}"
         done = f"{len(runs)}/{len(seeds)}" + (f" ({len(entry['failed'])} failed)"
                                                 if entry.get("failed") else "")
-        lines.append(f"| {name} | {col('Rank-1')} | {col('mAP')} | {col('mINP')} | "
+        lines.append(f"| {name} | {entry.get('init', 'n/a')} | {col('Rank-1')} | {col('mAP')} | "
+                     f"{col('mINP')} | "
                      f"{col('minutes')} | {params} | {col('images_per_s', 0)} | {done} |")
     return "\n".join(lines)
 
