@@ -23,9 +23,6 @@ the weights):
 * ``baseline``: ``configs/Base-RGANet.yml`` with ``MODEL.RGANET.REGION_MODE none`` (CLIP ViT +
   fast-reid's EmbeddingHead, Table V row 0);
 * ``rganet``: the same with RGM + RAM (``REGION_MODE rgm``, DAI + IAI, cached prototypes);
-* ``baseline+seqfirst``, ``rganet+seqfirst``: the same models with the CLIP transformer run
-  sequence-first (see :func:`make_sequence_first`: an experiment on PyTorch's attention path
-  under autocast, not a different model);
 * ``fastreid-vit``: fast-reid's own ViT-B/16 path (``Baseline`` meta-arch,
   ``build_vit_backbone`` depth ``base``, 768-d CLS feature, ``EmbeddingHead`` with
   ``POOL_LAYER Identity``), only with ``--arch ViT-B-16`` (fast-reid has no tiny ViT).
@@ -148,35 +145,9 @@ def fastreid_vit_cfg(device: str, num_classes: int, size=(256, 128)):
     return cfg
 
 
-def make_sequence_first(model) -> int:
-    """Run the CLIP transformer sequence-first, ``(L, B, E)`` (open_clip's ``batch_first=False``).
-
-    An experiment, not the model's own setting: batch-first ``nn.MultiheadAttention`` transposes
-    its input to ``(L, B, E)``, and outside the native fast path (which autocast switches off)
-    the in-projection ``linear`` of that non-contiguous view cannot be folded into one matrix
-    product, so PyTorch expands the (E, 3E) weight to ``(L, E, 3E)``, copies it, and runs a
-    ``bmm``. Sequence-first, the transpose happens once, contiguously, in open_clip's
-    ``Transformer.forward``. Same outputs. Returns the number of attention blocks changed."""
-    tr = getattr(getattr(model, "backbone", None), "transformer", None)
-    if tr is None or not hasattr(tr, "batch_first"):
-        raise ValueError("+seqfirst needs the CLIP ViT backbone (an open_clip Transformer)")
-    tr.batch_first = False
-    n = 0
-    for block in tr.resblocks:
-        attn = getattr(block, "attn", None)
-        if isinstance(attn, torch.nn.MultiheadAttention):
-            attn.batch_first = False
-            n += 1
-    return n
-
-
 def build(model_name: str, arch: str, device: torch.device, num_classes: int):
     from fastreid.modeling.meta_arch import build_model
 
-    if model_name.endswith("+seqfirst"):
-        model, cfg = build(model_name[: -len("+seqfirst")], arch, device, num_classes)
-        make_sequence_first(model)
-        return model, cfg
     if model_name == "fastreid-vit":
         if arch != "ViT-B-16":
             raise ValueError("fast-reid's ViT has only 'small' and 'base' (ViT-B/16) depths")
@@ -341,8 +312,7 @@ def parse_args(argv=None):
     ap.add_argument("--arch", default="ViT-B-16",
                     help="CLIP model name: ViT-B-16 (the paper), RGANet-Tiny-ViT (quick run), ...")
     ap.add_argument("--models", default=",".join(MODELS),
-                    help=f"comma list of {MODELS}; '+seqfirst' after baseline or rganet runs the "
-                         "CLIP transformer sequence-first (see make_sequence_first)")
+                    help=f"comma list of {MODELS}")
     ap.add_argument("--dtypes", default="fp32,bf16", help=f"comma list of {tuple(DTYPES)}")
     ap.add_argument("--compile", action="store_true", help="torch.compile every model")
     ap.add_argument("--compile-mode", default="default",
@@ -431,7 +401,7 @@ def main(argv=None) -> int:
             continue
         # parameter counts per component and by both rules (rganet_plugin/evaluation/parameters.py)
         counts = component_counts(model)
-        text = text_tower_counts_for(model_cfg) if not name.endswith("+seqfirst") else {}
+        text = text_tower_counts_for(model_cfg)
         stats = {"params_m": param_counts(counts)[0] / 1e6,
                  "text_tower_m": sum(text.values()) / 1e6,
                  "components": {"parameters": dict(counts["parameters"]),

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Tuple, Union
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
+from ..folder import IMAGE_EXTENSIONS
 from ..image_io import filter_corrupt_images, normalize_corrupt_policy
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ __all__ = [
     "register_dataset",
 ]
 
-#: File extensions the loaders read (lower case).
-IMG_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+#: File extensions the loaders read (lower case): the same list as the tools' folder reader.
+IMG_EXTS = IMAGE_EXTENSIONS
 
 #: Camera ids of test-only benchmarks, whose images carry no camera: every query image is put in
 #: camera 0 and every gallery image in camera 1, so fast-reid's "same pid and same camera" filter

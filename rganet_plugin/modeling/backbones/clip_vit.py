@@ -100,7 +100,8 @@ def _run_sequence_first(transformer: nn.Module) -> None:
     Under autocast (bf16/fp16) PyTorch's fused attention path is off, and the batch-first
     fallback projects q/k/v from a transposed, non-contiguous view, which copies the in-projection
     weight once per token: measured 2x *slower* than fp32 on the CPU, 4x slower than sequence-first
-    (benchmarks/bench_inference.py, ``+seqfirst`` rows). Outputs are identical (tested)."""
+    (docs/benchmarks.md, the ``+seqfirst`` rows of the table measured before this became the
+    default). Outputs are identical (tested)."""
     if not hasattr(transformer, "batch_first") or not hasattr(transformer, "resblocks"):
         return
     blocks = list(transformer.resblocks)
