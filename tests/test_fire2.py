@@ -1,5 +1,6 @@
 """FIRe² (projects/FIRe2): FFM clustering, the attribute-aware loss, FAR's recomposition against
 hand-computed references, the optimizer swap, and a few training iterations / one tiny epoch."""
+import json
 import math
 import os
 import sys
@@ -15,6 +16,7 @@ import fire2  # noqa: E402,F401  (registers FIRe2)
 from fastreid.modeling.meta_arch import build_model  # noqa: E402
 from fire2.config import get_fire2_cfg, load_fire2_config  # noqa: E402
 from fire2.engine import FIRe2Trainer, swap_parameter  # noqa: E402
+from fire2.engine.ffm_report import ffm_report  # noqa: E402
 from fire2.modeling import (attribute_aware_loss, cluster_identities, k_reciprocal_jaccard,  # noqa: E402
                             recompose, sample_partners)
 from rganet_plugin.config.setup import ConfigError  # noqa: E402
@@ -92,6 +94,25 @@ def test_partners_have_another_label():
         idx = sample_partners(labels, times=2, generator=g)
         assert idx.shape == (12,) and (labels[idx] != labels.repeat(2)).all()
     assert sample_partners(torch.tensor([3, 3]), 1).tolist() == [0, 1]  # nobody else: itself
+
+
+def test_ffm_report_against_hand_computed_agreement():
+    # identity 0: outfits a a b b, clusters 0 0 1 2 (outfit b split); identity 1: one outfit, one cluster
+    pids = [0, 0, 0, 0, 1, 1]
+    clothes = ["a", "a", "b", "b", "c", "c"]
+    labels = [0, 0, 1, 2, 3, 3]
+    r = ffm_report(labels, pids, clothes)
+    # ARI of identity 0: index 1 (one pair together in both), expected 2*1/6, max (2+1)/2
+    ari0 = (1 - 1 / 3) / (1.5 - 1 / 3)
+    assert r["ari"] == pytest.approx((ari0 + 1.0) / 2)
+    assert r["purity"] == pytest.approx(1.0)  # no cluster mixes outfits
+    assert r["inverse_purity"] == pytest.approx(5 / 6)  # one image of b is off its majority cluster
+    assert (r["num_classes"], r["num_ids"], r["clusters_per_id"], r["outfits_per_id"]) == (4, 2, 2.0, 1.5)
+    merged = ffm_report([0, 0, 0, 0, 1, 1], pids, clothes)  # clusters = identities: outfits merged
+    assert merged["ari"] == pytest.approx(0.5) and merged["purity"] == pytest.approx(4 / 6)
+    assert set(ffm_report(labels, pids, None)) == {"num_ids", "num_classes", "clusters_per_id"}
+    with pytest.raises(ValueError, match="clothes ids"):
+        ffm_report(labels, pids, clothes[:-1])
 
 
 # ------------------------------------------------------------------------------------- engine
@@ -185,3 +206,12 @@ def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
     res = trainer._last_eval_results  # one test set: fast-reid returns its dict itself
     assert 0.0 <= res["cloth_changing/mAP"] <= 100.0 and res["cloth_changing/num_queries"] > 0
     assert res["Rank-1"] == res["standard/Rank-1"]
+    # what FFM found reaches the output folder and metrics.json (with the generator's clothes ids)
+    with open(tmp_path / "out" / "fire2_ffm.json") as f:
+        found = [json.loads(line) for line in f]
+    assert len(found) == 1 and found[0]["epoch"] == 0
+    assert found[0]["num_classes"] == model.ffm_classifier.num_classes and found[0]["outfits_per_id"] == 2.0
+    assert -1.0 <= found[0]["ari"] <= 1.0 and 0.0 < found[0]["purity"] <= 1.0
+    with open(tmp_path / "out" / "metrics.json") as f:
+        logged = [json.loads(line) for line in f]
+    assert any(m.get("fire2/ffm_num_classes") == found[0]["num_classes"] for m in logged)

@@ -9,6 +9,7 @@ from fastreid.engine import default_argument_parser, default_setup, launch
 from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.env import seed_all_rng
+from fastreid.utils.logger import setup_logger
 
 from rganet_plugin.config import resolve_device
 from rganet_plugin.config.setup import ConfigError
@@ -24,6 +25,7 @@ def setup(args):
     resolve_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fire2")  # FFM's lines
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg

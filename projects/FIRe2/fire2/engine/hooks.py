@@ -1,15 +1,20 @@
 """The once-per-epoch FFM step: extract the training features, cluster each identity, hand the
-pseudo-labels and the re-initialised fine-grained classifier to the model and the optimizer."""
+pseudo-labels and the re-initialised fine-grained classifier to the model and the optimizer, and
+record what was found (:func:`~fire2.engine.ffm_report.ffm_report`) in the event storage
+(``metrics.json``), the log and ``<OUTPUT_DIR>/fire2_ffm.json`` (one JSON line per epoch)."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
-from typing import Callable
+from typing import Callable, Dict, Optional
 
 import torch
 from fastreid.engine.train_loop import HookBase
 
 from ..modeling.ffm import cluster_identities
+from .ffm_report import ffm_report
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +57,21 @@ def extract_train_features(model, loader):
 
 class FIRe2EpochHook(HookBase):
     """``before_epoch``: tell the model the epoch (triplet / FAR switch on at their start epochs)
-    and, from ``MODEL.FIRE2.FFM.START_EPOCH`` on, re-cluster (FFM). Logs the number of
-    fine-grained classes (``fire2/num_fg_classes``)."""
+    and, from ``MODEL.FIRE2.FFM.START_EPOCH`` on, re-cluster (FFM).
 
-    def __init__(self, build_feature_loader: Callable):
+    What each clustering found (``ffm_report``: number of fine-grained classes, clusters per
+    identity and, given ``clothes`` (image path -> clothes id), the agreement with the outfits) is
+    logged, appended to ``<output_dir>/fire2_ffm.json`` and put into the event storage as
+    ``fire2/ffm_<key>`` at the epoch's first iteration (a scalar put in ``before_epoch`` would
+    carry the previous epoch's last iteration, which the JSON writer has already written)."""
+
+    def __init__(self, build_feature_loader: Callable, clothes: Optional[Dict[str, str]] = None,
+                 output_dir: str = ""):
         self._build_loader = build_feature_loader
         self._loader = None
+        self._clothes = clothes
+        self._output_dir = output_dir
+        self._pending: Optional[Dict[str, float]] = None
 
     def before_epoch(self):
         model = unwrap(self.trainer.model)
@@ -74,7 +88,18 @@ class FIRe2EpochHook(HookBase):
                                                          f.MIN_SAMPLES)
         old = model.set_fine_grained(paths, labels, centroids, pid_mask)
         swap_parameter(self.trainer.optimizer, old, model.ffm_classifier.weight)
-        n = centroids.shape[0]
-        self.trainer.storage.put_scalar("fire2/num_fg_classes", n, smoothing_hint=False)
-        logger.info("FFM epoch %d: %d identities -> %d fine-grained classes (%.1fs)", epoch,
-                    pid_mask.shape[0], n, time.perf_counter() - t0)
+        clothes = [self._clothes.get(p) for p in paths] if self._clothes else None
+        report = ffm_report(labels, pids.numpy(), clothes)
+        self._pending = report
+        logger.info("FFM epoch %d (%.1fs): %s", epoch, time.perf_counter() - t0,
+                    ", ".join(f"{k} {v:.3g}" for k, v in report.items()))
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            with open(os.path.join(self._output_dir, "fire2_ffm.json"), "a") as fh:
+                fh.write(json.dumps({"epoch": epoch, "iteration": self.trainer.iter, **report}) + "\n")
+
+    def before_step(self):
+        if self._pending is not None:
+            self.trainer.storage.put_scalars(
+                smoothing_hint=False, **{f"fire2/ffm_{k}": v for k, v in self._pending.items()})
+            self._pending = None

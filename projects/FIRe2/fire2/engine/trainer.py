@@ -62,7 +62,8 @@ class FIRe2Trainer(DefaultTrainer):
 
     def build_hooks(self):
         ret = super().build_hooks()
-        ret.insert(0, FIRe2EpochHook(self._feature_loader))
+        clothes = {it[0]: clothes_of(it) for it in self._train_items}
+        ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
 
     @classmethod
