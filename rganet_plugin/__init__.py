@@ -4,10 +4,13 @@
 registers every component into fast-reid's registries:
 
 * ``BACKBONE_REGISTRY``: ``build_clip_vit_backbone``
-* ``REID_HEADS_REGISTRY``: ``RGANetRegionHead``
-* ``META_ARCH_REGISTRY``: ``RGANet``
+* ``META_ARCH_REGISTRY``: ``RGANet`` (stage 2) and ``RGANetPromptLearner`` (stage 1)
 * ``DATASET_REGISTRY``: ``OccludedDuke``, ``OccludedREID``, ``PartialREID``, ``PartialiLIDS``,
-  ``SyntheticOccludedDuke``
+  ``SyntheticOccludedDuke``, the cloth-changing sets (``LTCC``, ``PRCC``, ``CelebReID``,
+  ``DeepChange``, ``LaST``, ``SyntheticLTCC``)
+
+and the RGANet region head into the plugin's own ``REGION_HEAD_REGISTRY``
+(``rganet_plugin.modeling.heads.build``, with the backbone contract).
 """
 from . import compat
 
