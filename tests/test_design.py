@@ -48,12 +48,7 @@ def test_the_output_layout_follows_from_the_config(make_cfg, overrides):
     cfg = make_cfg()
     cfg.defrost()
     cfg.MODEL.HEADS.NUM_CLASSES = 3
-    for k, v in overrides.items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+    cfg.merge_from_list([x for kv in overrides.items() for x in kv])
     model = build_model(cfg).eval()
     with torch.no_grad():
         out = model({"images": torch.rand(2, 3, 256, 128) * 255})

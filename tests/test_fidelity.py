@@ -68,12 +68,7 @@ def _model(make_cfg, **overrides):
     cfg = make_cfg()
     cfg.defrost()
     cfg.MODEL.HEADS.NUM_CLASSES = 4
-    for k, v in overrides.items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+    cfg.merge_from_list([x for kv in overrides.items() for x in kv])
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
