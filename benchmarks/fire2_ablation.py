@@ -11,7 +11,9 @@ own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>
 finished runs (their ``log.txt`` holds the final evaluation) are read back, not trained again.
 A second table says what FFM's last clustering found in the arms with FFM
 (``<run>/fire2_ffm.json``: fine-grained classes per identity against the true outfits, adjusted
-Rand index and purities against the generator's clothes ids).
+Rand index and purities against the generator's clothes ids). With ``--features`` a third table
+reads each run's ``model_final.pth`` back and measures, on the test set, how much its features
+depend on clothes (:func:`clothes_dependence`).
 """
 from __future__ import annotations
 
@@ -74,6 +76,63 @@ def _cell(values, fmt="{:.1f}"):
     return f"{fmt.format(v.mean())} ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else fmt.format(v.mean())
 
 
+def clothes_dependence(out_dir: str) -> dict:
+    """Cosine similarities of the run's final test features (flip-averaged BN features, as the
+    evaluator uses): mean over pairs of images of the **same identity in the same outfit**, the
+    **same identity in another outfit**, and **other identities**; ``gap`` = same outfit - other
+    outfit (what changing clothes costs) and ``margin`` = other outfit - other identity (what is
+    left to recognise the person by). Also FFM's clustering (the run's K1, K2, EPS) of the test
+    features of each identity against the outfits (``ari``): do the features still split a
+    person by outfit?"""
+    sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))
+    import torch
+    import torch.nn.functional as F
+    from fastreid.utils.checkpoint import Checkpointer
+
+    from fire2.config import load_fire2_config
+    from fire2.engine import FIRe2Trainer
+    from fire2.engine.ffm_report import ffm_report
+    from fire2.modeling import cluster_identities
+    from rganet_plugin.data.datasets.clothes import clothes_of
+
+    cfg = load_fire2_config(os.path.join(out_dir, "config.yaml"))
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    model = FIRe2Trainer.build_model(cfg)
+    Checkpointer(model).load(os.path.join(out_dir, "model_final.pth"))
+    model.eval()
+    loader, _ = FIRe2Trainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+    feats = []
+    with torch.no_grad():
+        for batch in loader:
+            f = model(batch)
+            if cfg.TEST.FLIP.ENABLED:
+                f = (f + model({"images": batch["images"].flip(3)})) / 2
+            feats.append(f)
+    feats = F.normalize(torch.cat(feats), dim=1)
+    items = loader.dataset.img_items
+    pids = np.array([it[1] for it in items])
+    clothes = np.array([clothes_of(it) for it in items], dtype=object)
+    sim = (feats @ feats.t()).numpy()
+    same_id = pids[:, None] == pids[None, :]
+    same_cl = clothes[:, None] == clothes[None, :]
+    off = ~np.eye(len(items), dtype=bool)
+    s_outfit = sim[same_id & same_cl & off].mean()
+    s_other = sim[same_id & ~same_cl].mean()
+    s_id = sim[~same_id].mean()
+    _, ids = np.unique(pids, return_inverse=True)
+    f = cfg.MODEL.FIRE2.FFM
+    labels, _, _ = cluster_identities(feats, ids, f.K1, f.K2, f.EPS, f.MIN_SAMPLES)
+    rep = ffm_report(labels, ids, clothes.tolist())
+    return {"same_outfit": s_outfit, "other_outfit": s_other, "other_id": s_id,
+            "gap": s_outfit - s_other, "margin": s_other - s_id, "test_ari": rep["ari"],
+            "test_clusters_per_id": rep["clusters_per_id"]}
+
+
+FEATURE_KEYS = [("same_outfit", "cos same id, same outfit"), ("other_outfit", "cos same id, other outfit"),
+                ("other_id", "cos other ids"), ("gap", "clothes gap"), ("margin", "id margin across clothes"),
+                ("test_ari", "test ARI (outfits)")]
+
+
 def run(arm: str, seed: int, extra) -> dict:
     out = os.path.join(ROOT, "logs", "fire2_ablation", arm, f"seed{seed}")
     got = final_metrics(out)
@@ -95,6 +154,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--features", action="store_true",
+                    help="also measure the clothes dependence of each run's test features")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = ap.parse_args()
@@ -120,6 +181,15 @@ def main():
         for arm, reports in found.items():
             cells = [_cell([r[k] for r in reports], fmt) for k, _, fmt in FFM_KEYS]
             print(f"| {NAMES[arm]} | {reports[0]['epoch']} | " + " | ".join(cells) + " |")
+    if args.features:
+        print("\nClothes dependence of the test features (cosine similarity, mean over pairs)\n")
+        print("| arm | " + " | ".join(name for _, name in FEATURE_KEYS) + " |")
+        print("|" + "---|" * (len(FEATURE_KEYS) + 1))
+        for arm in rows:
+            deps = [clothes_dependence(os.path.join(ROOT, "logs", "fire2_ablation", arm, f"seed{s}"))
+                    for s in args.seeds]
+            cells = [_cell([d[k] for d in deps], "{:.3f}") for k, _ in FEATURE_KEYS]
+            print(f"| {NAMES[arm]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
