@@ -153,6 +153,22 @@ def last_error(run_dir: str) -> str:
     return found
 
 
+def bank_updates(run_dir: str) -> Optional[int]:
+    """Region features that updated the memory bank over the run (the ``selected`` counts of
+    ``memory_bank.jsonl``, one line per epoch); None when the run wrote no such log."""
+    path = os.path.join(run_dir, "memory_bank.jsonl")
+    if not os.path.isfile(path):
+        return None
+    total = 0
+    with open(path) as f:
+        for line in f:
+            try:
+                total += int(sum(json.loads(line).get("selected", [])))
+            except (ValueError, TypeError):
+                continue
+    return total
+
+
 def bags_available() -> Optional[str]:
     """None when the generator draws bags (label 5) for BAGS_PERCENT > 0, else why not."""
     try:
@@ -347,8 +363,16 @@ def main(argv=None) -> int:
     for sweep in args.sweeps:
         summary[sweep] = {}
         for value in SWEEPS[sweep]:
-            rs = [results[id(r)] for r in runs if r["sweep"] == sweep and r["value"] == value]
-            summary[sweep][value] = describe(rs)
+            point = [r for r in runs if r["sweep"] == sweep and r["value"] == value]
+            summary[sweep][value] = cell = describe([results[id(r)] for r in point])
+            if sweep == "m_u":  # m_u only acts through bank updates: say when there were none
+                ups = [bank_updates(r["dir"]) for r in point
+                       if results[id(r)]["status"] == "ok"]
+                if ups and all(u == 0 for u in ups):
+                    cell["notes"].append("memory bank never updated: no region had alpha above "
+                                         "MODEL.RGANET.MEMORY.ALPHA_THRESH, so m_u had no effect")
+                elif ups and all(u is not None for u in ups):
+                    cell["notes"].append(f"bank updates per run: {', '.join(map(str, ups))}")
     sched = (f"{args.epochs} stage-2 epochs (demo: {base.SOLVER.MAX_EPOCH}), schedule scaled"
              if args.epochs else f"the demo schedule ({base.SOLVER.MAX_EPOCH} stage-2 epochs)")
     cmd = "benchmarks/fig3.py " + " ".join(sys.argv[1:] if argv is None else argv)

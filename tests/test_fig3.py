@@ -154,3 +154,21 @@ def test_unknown_override_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="MODEL.RGANET.GAMA"):
         fig3.main(["--sweeps", "K", "--out", str(tmp_path), "MODEL.RGANET.GAMA", "3"])
     assert fake.calls == []
+
+
+def test_m_u_points_say_when_the_bank_never_moved(tmp_path, monkeypatch):
+    """m_u acts only through memory-bank updates; a run whose alpha filter never fired gets a
+    note instead of a flat curve that looks like a finding."""
+    def trainer(cfg_file, name, seed, out, opts):
+        m = float(_value(opts, "MODEL.RGANET.MEMORY.MOMENTUM"))
+        with open(os.path.join(out, "memory_bank.jsonl"), "w") as f:
+            for epoch in range(2):  # m_u 0.9 runs select 3 + 5 regions, the others none
+                sel = [0, 3, 0, 0] if epoch == 0 else [1, 0, 4, 0]
+                f.write(json.dumps({"epoch": epoch, "selected": sel if m == 0.9 else [0] * 4}) + "\n")
+        return {"Rank-1": 60.0, "mAP": 50.0}
+
+    monkeypatch.setattr(fig3, "train_config", trainer)
+    assert fig3.main(["--sweeps", "m_u", "--seeds", "0", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "fig3.md").read_text()
+    assert "| 0.1 | 60.0 | 50.0 | 1/1 | memory bank never updated" in text
+    assert "| 0.9 | 60.0 | 50.0 | 1/1 | bank updates per run: 8 |" in text
