@@ -278,6 +278,9 @@ def plot(summary: Dict[str, Dict], path: str, subtitle: str = "") -> None:
                 ax.annotate("diverged" if any("diverged" in n for n in c["notes"]) else "n/a",
                             (x, 0.02), xycoords=("data", "axes fraction"), ha="center",
                             color="tab:red", fontsize=8)
+        if cells and all(any("never updated" in n for n in c["notes"]) for c in cells.values()):
+            ax.text(0.5, 0.5, "memory bank never updated\n(alpha filter never fired)",
+                    transform=ax.transAxes, ha="center", color="tab:red", fontsize=8)
         ax.set_xticks(xs)
         ax.set_xticklabels([str(v) for v in cells])
         ax.set_title(TITLES[sweep])
