@@ -51,8 +51,9 @@ def run_record(run, seed, out_root, train_missing):
 
 
 def variant_table(records):
-    lines = ["| variant | seeds | Rank-1 | mAP | AUROC w | AUROC alpha | mean alpha | regions "
-             "passing alpha > 0.85 (whole run) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | seeds | Rank-1 | mAP | AUROC w | AUROC alpha | mean alpha visible / "
+             "covered | regions passing alpha > 0.85 (whole run) |",
+             "|---|---|---|---|---|---|---|---|"]
     for run, recs in records.items():
         recs = [r for r in recs if r]
         if not recs:
@@ -65,7 +66,8 @@ def variant_table(records):
             f"{mean_std([x['mAP'] for x in res], '{:.1f}')} | "
             f"{mean_std([x.get('auroc_weights') for x in st])} | "
             f"{mean_std([x.get('auroc_alpha') for x in st])} | "
-            f"{mean_std([x.get('mean_alpha') for x in st])} | "
+            f"{mean_std([x.get('mean_alpha_visible') for x in st])} / "
+            f"{mean_std([x.get('mean_alpha_covered') for x in st])} | "
             f"{mean_std([sum(b.get('total', [])) for b in bank], '{:.0f}')} |")
     return "\n".join(lines)
 
@@ -87,7 +89,8 @@ def test_features(seeds, out_root):
             if not os.path.isfile(cache):
                 cmd = train_command(os.path.join(ROOT, RUNS[run][0]), os.path.join(out, "pre_bn"),
                                     seed, ["TEST.RGANET.FEATURES", "pre_bn"], False)
-                cmd += ["--eval-only", "MODEL.WEIGHTS", final]
+                cmd[2:2] = ["--eval-only"]  # before the config overrides
+                cmd += ["MODEL.WEIGHTS", final]
                 p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 res = last_result(p.stdout + p.stderr)
                 if p.returncode or res is None:
