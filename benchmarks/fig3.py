@@ -319,6 +319,8 @@ def main(argv=None) -> int:
                     help="DATASETS.SYNTHETIC.BAGS_PERCENT of the N sweep's data")
     ap.add_argument("--mu-opts", nargs="+", default=[], metavar="KEY_OR_VALUE",
                     help="extra overrides for the m_u points (e.g. a momentum-reading key)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: tables and plot from the cached runs (others: 'not run')")
     ap.add_argument("--out", default=os.path.join(ROOT, "logs", "fig3"))
     ap.add_argument("--doc", default="", help="markdown file whose fig3 section is rewritten")
     ap.add_argument("--plot", default="", help="also write the plot here")
@@ -346,6 +348,9 @@ def main(argv=None) -> int:
     for run in sorted(runs, key=lambda r: args.seeds.index(r["seed"])):
         if run["sweep"] == "N" and run["value"] == 5 and no_bags:
             results[id(run)] = {"status": "skipped", "seed": run["seed"], "reason": no_bags}
+        elif args.report_only and cached(run) is None:
+            results[id(run)] = {"status": "skipped", "seed": run["seed"],
+                                "reason": f"seed {run['seed']} not run"}
         else:
             todo.append(run)
     print(f"{len(runs)} runs ({len(todo)} to train or reuse) into {args.out}", flush=True)

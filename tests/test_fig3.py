@@ -120,6 +120,11 @@ def test_sweep_resumes_and_records_divergence(tmp_path, monkeypatch):
     assert len(fake.calls) == 12
     assert fig3.main(argv + ["MODEL.RGANET.MEMORY.ALPHA_THRESH", "0.8"]) == 0
     assert len(fake.calls) == 24
+    # --report-only trains nothing and names the runs it lacks
+    assert fig3.main(argv + ["--seeds", "0", "1", "2", "--report-only",
+                             "MODEL.RGANET.MEMORY.ALPHA_THRESH", "0.8"]) == 0
+    assert len(fake.calls) == 24
+    assert "| 20 | 57.0 ± 7.1 | 40.5 ± 0.7 | 2/3 | seed 2 not run |" in doc.read_text()
 
 
 def test_failed_runs_are_reported_and_retried(tmp_path, monkeypatch):
