@@ -121,3 +121,21 @@ def test_checkpoint_is_read_once_and_wrappings_accepted(make_cfg, tmp_path, monk
         read_checkpoint(str(tmp_path / "junk.pth"))
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):
         ModelCheckpointer(nn.Linear(2, 2)).load(str(tmp_path / "missing.pth"))
+
+
+def test_evaluator_takes_a_fastreid_model_of_any_width_and_refuses_a_wrong_rganet_row(make_cfg):
+    """A fast-reid meta-arch's layout (FeatureLayout(0)) fits any global width; an RGANet layout
+    fits only its own total width (the CI failure of bagtricks_R50_demo: 512 columns refused)."""
+    from rganet_plugin.evaluation.weighted_region_evaluator import WeightedRegionEvaluator
+    from rganet_plugin.modeling.outputs import FeatureLayout
+
+    cfg = make_cfg()
+    inputs = {"targets": torch.tensor([0, 1]), "camids": torch.tensor([0, 1])}
+    ev = WeightedRegionEvaluator(cfg, 1, FeatureLayout(0))
+    ev.process(inputs, torch.randn(2, 512))
+    ev.process(inputs, torch.randn(2, 2048))
+    assert FeatureLayout(0).fits(7) and not FeatureLayout(3, 2, 2).fits(8)
+    ev = WeightedRegionEvaluator(cfg, 1, FeatureLayout(3, 2, 2))
+    ev.process(inputs, torch.randn(2, 9))
+    with pytest.raises(ValueError, match="disagree on the feature layout"):
+        ev.process(inputs, torch.randn(2, 8))

@@ -106,7 +106,7 @@ class WeightedRegionEvaluator(DatasetEvaluator):
             raise ValueError(
                 f"WeightedRegionEvaluator expects the model's packed (B, D) feature tensor, got "
                 f"{type(outputs).__name__} {tuple(getattr(outputs, 'shape', ()))}")
-        if outputs.shape[1] != self.layout.total_dim:
+        if not self.layout.fits(outputs.shape[1]):
             raise ValueError(
                 f"model outputs have {outputs.shape[1]} columns but the evaluator's layout "
                 f"{self.layout} needs {self.layout.total_dim}: the model and the evaluator "

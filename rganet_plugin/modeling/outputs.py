@@ -120,6 +120,12 @@ class FeatureLayout:
     def total_dim(self) -> int:
         return self.global_dim + self.num_regions * (self.region_dim + 1)
 
+    def fits(self, width: int) -> bool:
+        """Whether a packed row of ``width`` columns has this layout. ``global_dim`` 0 with no
+        regions is the global feature of a model whose width is not known (one of fast-reid's own
+        meta-architectures): any width fits."""
+        return width == self.total_dim or not (self.num_regions or self.global_dim)
+
     def pack(self, global_feat: torch.Tensor, region_feats: torch.Tensor = None,
              weights: torch.Tensor = None) -> torch.Tensor:
         if self.num_regions == 0:
@@ -128,9 +134,7 @@ class FeatureLayout:
         return torch.cat([global_feat, region_feats.reshape(b, -1), weights], dim=1)
 
     def unpack(self, packed: Any, paths: Sequence[str] = ()) -> Features:
-        if packed.shape[-1] != self.total_dim and (self.num_regions or self.global_dim):
-            # (global_dim 0: the global feature of a model whose width is not known, e.g. one of
-            # fast-reid's own meta-architectures)
+        if not self.fits(packed.shape[-1]):
             raise ValueError(
                 f"packed features have {packed.shape[-1]} columns but the layout {self} needs "
                 f"{self.total_dim}")
