@@ -12,11 +12,13 @@ import logging
 import os
 from typing import List, Tuple
 
-from fastreid.data import build_reid_test_loader
+from fastreid.data import build_reid_test_loader, build_reid_train_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.transforms import build_transforms
 from fastreid.utils import comm
+
+from ..config.setup import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,29 @@ def train_items(cfg) -> List[Tuple]:
                              f"PartialREID are evaluated after training on another set)")
         items.extend(data.train)
     return items
+
+
+def build_train_loader(cfg, train_set):
+    """fast-reid's identity-sampled training loader over ``train_set``; the sampler's
+    preconditions (``compat.identity_sampler``) that the config breaks become a ConfigError."""
+    try:
+        return build_reid_train_loader(cfg, train_set=train_set)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def train_feature_loader(cfg, items, batch_size: int = 0):
+    """The training images with the test transforms, in order (``num_query`` 0): what a hook that
+    reads the training set's features (the memory bank's initialisation, FFM's clustering)
+    iterates over. ``batch_size`` 0 keeps ``TEST.IMS_PER_BATCH``."""
+    if batch_size:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.TEST.IMS_PER_BATCH = batch_size
+    test_set = CommDataset(items, build_transforms(cfg, is_train=False), relabel=True)
+    loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
+                                       num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return loader
 
 
 def build_test_loader(cfg, dataset_name: str):

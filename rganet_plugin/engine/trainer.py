@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import logging
 
-from fastreid.data import build_reid_test_loader, build_reid_train_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 
-from ..config.setup import ConfigError
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
 from .checkpoint import ModelCheckpointer
@@ -51,10 +49,7 @@ class RGANetTrainer(DefaultTrainer):
         else:
             train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
         self._num_cameras = train_set.num_cameras
-        try:
-            return build_reid_train_loader(cfg, train_set=train_set)
-        except ValueError as e:  # the identity sampler's preconditions (compat.identity_sampler)
-            raise ConfigError(str(e)) from None
+        return data_build.build_train_loader(cfg, train_set)
 
     def auto_scale_hyperparams(self, cfg, num_classes):
         cfg = DefaultTrainer.auto_scale_hyperparams(cfg, num_classes)
@@ -69,11 +64,7 @@ class RGANetTrainer(DefaultTrainer):
         return cfg
 
     def _memory_init_loader(self):
-        cfg = self.cfg.clone()
-        test_set = CommDataset(self._train_items, build_transforms(cfg, is_train=False), relabel=True)
-        loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
-                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
-        return loader
+        return data_build.train_feature_loader(self.cfg, self._train_items)
 
     # ------------------------------------------------------------------ hooks
     def build_hooks(self):

@@ -14,7 +14,6 @@ from fastreid.utils.logger import setup_logger
 from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
-from ..engine.hooks import unwrap
 from ..engine.output_lock import OutputDirBusy, OutputDirLock
 from ..engine.stages import plan_stages, train_prompt_stage
 from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
@@ -22,15 +21,19 @@ from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint,
 logger = logging.getLogger("rganet_plugin")
 
 
-def setup(args):
-    cfg = load_config(args.config_file, args.opts)
+def setup(args, load=load_config, loggers=(("rganet_plugin", "rganet"),)):
+    """Config (``load(file, opts)``), device, fast-reid's ``default_setup``, seeds and the
+    ``(name, abbreviation)`` loggers that write into ``OUTPUT_DIR/log.txt``. A sibling project
+    (FIRe²) passes its own config loader and logger."""
+    cfg = load(args.config_file, args.opts)
     resolve_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED + comm.get_rank())
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rganet_plugin",
-                 abbrev_name="rganet")
+    for name, abbrev in loggers:
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name,
+                     abbrev_name=abbrev)
     return cfg
 
 
@@ -54,11 +57,14 @@ def run(args):
     return trainer.train()
 
 
-def main(argv=None) -> int:
+def main(argv=None, run=run, load=load_config) -> int:
+    """fast-reid's argument parser and launcher around ``run(args)``, with one writer per
+    ``OUTPUT_DIR`` and a clear message (exit 2 / 1) for a bad config or a worker that died.
+    A sibling project passes its own ``run`` and config loader."""
     args = default_argument_parser().parse_args(argv)
     try:
         # one writer per OUTPUT_DIR, held by the launching process for the run's whole life
-        output_dir = load_config(args.config_file, args.opts).OUTPUT_DIR
+        output_dir = load(args.config_file, args.opts).OUTPUT_DIR
         with OutputDirLock(output_dir):
             launch(run, args.num_gpus, num_machines=args.num_machines,
                    machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

@@ -26,19 +26,19 @@ clothes-changing protocol have true matches for every query. No occluders.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List
 
 import numpy as np
 from PIL import Image
 
-from .bags import BAG_LABEL, bag_carriers, bag_for
-from .cache import MANIFEST_NAME, generate_once, read_manifest
+from .bags import bag_carriers, bag_for
+from .cache import generate_once, read_manifest
 from .params import params_hash, synthetic_params
-from .people import PART_LABELS, _identity
+from .people import _identity
 from .render import _render
 from .scenes import _camera
+from .writer import progress_bar, save_mask, write_manifest
 
 __all__ = ["CC_GENERATOR_VERSION", "CC_DATASET_DIR", "CC_SPLIT_DIRS", "CC_NUM_CAMERAS",
            "BODY_KEYS", "OUTFIT_KEYS", "outfits_of", "generate_ltcc", "ensure_synthetic_ltcc",
@@ -148,12 +148,7 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
     num_parts = 5 if with_bags else 4
     cams = {c: _camera(np.random.default_rng([seed, _SCENE_STREAM, c]), h, w)
             for c in range(1, CC_NUM_CAMERAS + 1)}
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=len(plan), desc="Generating SyntheticLTCC", unit="img",
-                   disable=not progress, leave=False)
-    except ImportError:  # pragma: no cover
-        bar = None
+    bar = progress_bar(len(plan), "Generating SyntheticLTCC", progress)
     records = []
     for i, p in enumerate(plan):
         rng = np.random.default_rng([seed, _IMAGE_STREAM, i])
@@ -162,37 +157,24 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         img, label, _, _, _ = _render(look, cams[p["camid"]], rng, h, w, False, bag_rng=bag_rng,
                                       num_parts=num_parts)
         Image.fromarray(img, "RGB").save(os.path.join(dataset_dir, p["file"]), format="PNG")
-        stem = os.path.splitext(os.path.basename(p["file"]))[0]
-        mask_rel = f"masks/{CC_SPLIT_DIRS[p['split']]}/{stem}.png"
-        Image.fromarray(label, "L").save(os.path.join(dataset_dir, mask_rel), format="PNG")
         rec = {k: p[k] for k in ("split", "pid", "outfit", "clothes", "camid", "frame", "file")}
-        rec["mask"] = mask_rel
+        rec["mask"] = save_mask(dataset_dir, CC_SPLIT_DIRS[p["split"]], p["file"], label)
         if with_bags:
             rec["bag"] = look["bag"]["kind"] if "bag" in look else None
         records.append(rec)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    part_labels = dict(PART_LABELS)
-    if with_bags:
-        part_labels[BAG_LABEL] = "bags"
+        bar.update(1)
+    bar.close()
     manifest = {
         "generator": "rganet_plugin.data.synthetic.cloth_changing",
         "version": CC_GENERATOR_VERSION,
         "params": params,
         "hash": params_hash(params, CC_GENERATOR_VERSION),
-        "part_labels": {str(k): v for k, v in part_labels.items()},
         "body_keys": list(BODY_KEYS),
         "outfit_keys": list(OUTFIT_KEYS),
         "outfits": {f"{pid:03d}": n for pid, n in sorted(n_outfits.items())},
         "images": records,
     }
-    if with_bags:
-        manifest["bag_carriers"] = sorted(carriers)
-    with open(os.path.join(dataset_dir, MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    return manifest
+    return write_manifest(dataset_dir, manifest, carriers if with_bags else None)
 
 
 def generate_ltcc(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,

@@ -16,20 +16,20 @@ parameters (and numpy / Pillow builds).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List
 
 import numpy as np
 from PIL import Image
 
-from .bags import BAG_LABEL, bag_carriers, bag_for
-from .cache import MANIFEST_NAME, generate_once, read_manifest
+from .bags import bag_carriers, bag_for
+from .cache import generate_once, read_manifest
 from .occluders import OCCLUDED_AREA
 from .params import GENERATOR_VERSION, params_hash, synthetic_params
-from .people import PART_LABELS, _identity
+from .people import _identity
 from .render import _render
 from .scenes import _camera
+from .writer import progress_bar, save_mask, write_manifest
 
 __all__ = ["OCCLUSION_RATIOS", "DATASET_DIR", "SPLIT_DIRS", "NUM_CAMERAS", "JPEG_QUALITY",
            "generate_occluded_duke", "ensure_synthetic_occluded_duke"]
@@ -104,12 +104,7 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         idents[pid]["bag"] = bag_for(seed, pid)
     num_parts = 5 if with_bags else 4
     cams = {c: _camera(np.random.default_rng([seed, 2, c]), h, w) for c in range(1, NUM_CAMERAS + 1)}
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=len(plan), desc="Generating SyntheticOccludedDuke", unit="img",
-                   disable=not progress, leave=False)
-    except ImportError:  # pragma: no cover
-        bar = None
+    bar = progress_bar(len(plan), "Generating SyntheticOccludedDuke", progress)
     records = []
     for i, p in enumerate(plan):
         rng = np.random.default_rng([seed, 3, i])
@@ -125,33 +120,20 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
             rec["bag"] = ident["bag"]["kind"] if "bag" in ident else None
         # part masks of every image: the training ones feed stage 1 (L_seg), the test ones are
         # ground truth for the mechanism checks only (benchmarks/mechanism.py)
-        stem = os.path.splitext(os.path.basename(p["file"]))[0]
-        mask_rel = f"masks/{SPLIT_DIRS[p['split']]}/{stem}.png"
-        Image.fromarray(label, "L").save(os.path.join(dataset_dir, mask_rel), format="PNG")
-        rec["mask"] = mask_rel
+        rec["mask"] = save_mask(dataset_dir, SPLIT_DIRS[p["split"]], p["file"], label)
         records.append(rec)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    part_labels = dict(PART_LABELS)
-    if with_bags:
-        part_labels[BAG_LABEL] = "bags"
+        bar.update(1)
+    bar.close()
     manifest = {
         "generator": "rganet_plugin.data.datasets.synthetic",
         "version": GENERATOR_VERSION,
         "params": params,
         "hash": params_hash(params),
-        "part_labels": {str(k): v for k, v in part_labels.items()},
         "occlusion_ratios": OCCLUSION_RATIOS,
         "occluded_area": list(OCCLUDED_AREA),
         "images": records,
     }
-    if with_bags:
-        manifest["bag_carriers"] = sorted(carriers)
-    with open(os.path.join(dataset_dir, MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    return manifest
+    return write_manifest(dataset_dir, manifest, carriers if with_bags else None)
 
 
 def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,

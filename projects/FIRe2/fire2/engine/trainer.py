@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 
-from fastreid.data import build_reid_test_loader, build_reid_train_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.solver import build_optimizer
 
-from rganet_plugin.config.setup import ConfigError
 from rganet_plugin.data import build as data_build
 from rganet_plugin.data.datasets.clothes import clothes_of
 from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
@@ -42,23 +40,15 @@ class FIRe2Trainer(DefaultTrainer):
         items = data_build.train_items(cfg)
         self._train_items = items
         train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
-        try:
-            return build_reid_train_loader(cfg, train_set=train_set)
-        except ValueError as e:  # the identity sampler's preconditions
-            raise ConfigError(str(e)) from None
+        return data_build.build_train_loader(cfg, train_set)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model, contiguous=False)
 
     def _feature_loader(self):
-        cfg = self.cfg.clone()
-        cfg.defrost()
-        cfg.TEST.IMS_PER_BATCH = cfg.MODEL.FIRE2.FFM.FEATURE_BATCH
-        test_set = CommDataset(self._train_items, build_transforms(cfg, is_train=False), relabel=True)
-        loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
-                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
-        return loader
+        return data_build.train_feature_loader(self.cfg, self._train_items,
+                                               self.cfg.MODEL.FIRE2.FFM.FEATURE_BATCH)
 
     def build_hooks(self):
         ret = super().build_hooks()

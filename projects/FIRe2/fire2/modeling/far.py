@@ -50,18 +50,25 @@ def recompose(fmap: torch.Tensor, partners: torch.Tensor, parts: int = 2) -> tor
     return torch.cat(out, dim=2)
 
 
+def bnneck_classifier(dim: int, num_classes: int):
+    """BNNeck (BatchNorm1d with a frozen zero bias) and a bias-free identity classifier drawn
+    from N(0, 0.001^2), as the paper's code builds them for both branches."""
+    bottleneck = nn.BatchNorm1d(dim)
+    bottleneck.bias.requires_grad_(False)
+    nn.init.constant_(bottleneck.weight, 1.0)
+    nn.init.constant_(bottleneck.bias, 0.0)
+    classifier = nn.Linear(dim, num_classes, bias=False)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return bottleneck, classifier
+
+
 class FARHead(nn.Module):
     """Pooling -> own BNNeck -> own identity classifier, for the recomposed features."""
 
     def __init__(self, pool: nn.Module, dim: int, num_classes: int):
         super().__init__()
         self.pool = pool
-        self.bottleneck = nn.BatchNorm1d(dim)
-        self.bottleneck.bias.requires_grad_(False)
-        nn.init.constant_(self.bottleneck.weight, 1.0)
-        nn.init.constant_(self.bottleneck.bias, 0.0)
-        self.classifier = nn.Linear(dim, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.bottleneck, self.classifier = bnneck_classifier(dim, num_classes)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.bottleneck(self.pool(fmap).flatten(1)))

@@ -23,7 +23,7 @@ from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
-from .far import FARHead, recompose, sample_partners
+from .far import FARHead, bnneck_classifier, recompose, sample_partners
 from .ffm import FineGrainedClassifier, attribute_aware_loss
 
 __all__ = ["FIRe2", "MaxAvgPool"]
@@ -64,12 +64,7 @@ class FIRe2(nn.Module):
         self.feat_dim = feat_dim
         num_classes = cfg.MODEL.HEADS.NUM_CLASSES
         self.pool = _pool(f.POOL)
-        self.bottleneck = nn.BatchNorm1d(feat_dim)
-        self.bottleneck.bias.requires_grad_(False)
-        nn.init.constant_(self.bottleneck.weight, 1.0)
-        nn.init.constant_(self.bottleneck.bias, 0.0)
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.bottleneck, self.classifier = bnneck_classifier(feat_dim, num_classes)
         self.ffm_enabled, self.far_enabled = bool(f.FFM.ENABLED), bool(f.FAR.ENABLED)
         self.ffm_classifier = FineGrainedClassifier(feat_dim) if self.ffm_enabled else None
         self.far_head = FARHead(_pool(f.POOL), feat_dim, num_classes) if self.far_enabled else None
