@@ -273,6 +273,14 @@ def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch
     compare.sweep([cfg], [0, 1], out, ["SOLVER.BASE_LR", "0.001"])
     assert calls == [("bagtricks_R50_demo", 0, False), ("bagtricks_R50_demo", 1, False)]
     assert len(glob.glob(os.path.join(out, "bagtricks_R50_demo", "seed0.stale-*"))) == 1
+    # --jobs 2: the same runs (two at a time), the same results in the same places
+    calls.clear()
+    res = compare.sweep([cfg, other], [0, 1], str(tmp_path / "parallel"), jobs=2)
+    assert sorted(calls) == [("AGW_R50_demo", 0, False), ("AGW_R50_demo", 1, False),
+                             ("bagtricks_R50_demo", 0, False), ("bagtricks_R50_demo", 1, False)]
+    assert {n: sorted(r["runs"]) for n, r in res.items()} == {"AGW_R50_demo": [0, 1],
+                                                              "bagtricks_R50_demo": [0, 1]}
+    assert res["AGW_R50_demo"]["runs"][1]["Rank-1"] == 51.0
 
 
 def test_compare_table_mean_and_sample_std():

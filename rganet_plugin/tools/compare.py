@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
@@ -171,8 +172,9 @@ def run_name(cfg_file: str) -> str:
 
 def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence[str] = (),
           names: Optional[Sequence[str]] = None, keep_going: bool = False,
-          cwd: Optional[str] = None) -> Dict[str, dict]:
-    """Train every config with every seed (reusing finished runs); return
+          cwd: Optional[str] = None, jobs: int = 1) -> Dict[str, dict]:
+    """Train every config with every seed (reusing finished runs), ``jobs`` runs at a time;
+    return
     ``{name: {"config": path, "runs": {seed: result}, "failed": {seed: message},
     "params_m": float}}``."""
     names = list(names) if names else [run_name(c) for c in configs]
@@ -187,23 +189,39 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
     for name, cfg_file in zip(names, configs):
         results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "params_m": None,
                          "init": backbone_init(cfg_file, opts)}
-    for seed in seeds:
-        for name, cfg_file in zip(names, configs):
-            run_dir = os.path.join(out, name, f"seed{seed}")
-            entry = results[name]
+    todo = [(seed, name, cfg_file) for seed in seeds for name, cfg_file in zip(names, configs)]
+
+    def one(job):
+        seed, name, cfg_file = job
+        try:
+            return _run_once(cfg_file, name, seed, os.path.join(out, name, f"seed{seed}"), opts,
+                             cwd), None
+        except RunFailed as e:
+            if not keep_going:
+                raise
+            print(str(e), file=sys.stderr, flush=True)
+            return None, str(e).splitlines()[0]
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # each run is its own process
+        futures = [pool.submit(one, job) for job in todo]
+        try:
+            outcomes = [f.result() for f in futures]
+        except RunFailed:
+            for f in futures:
+                f.cancel()
+            raise
+    for (seed, name, cfg_file), (res, failure) in zip(todo, outcomes):
+        entry = results[name]
+        if failure is None:
+            entry["runs"][seed] = res
+        else:
+            entry["failed"][seed] = failure
+        final = os.path.join(out, name, f"seed{seed}", "model_final.pth")
+        if entry["params_m"] is None and os.path.isfile(final):
             try:
-                entry["runs"][seed] = _run_once(cfg_file, name, seed, run_dir, opts, cwd)
-            except RunFailed as e:
-                if not keep_going:
-                    raise
-                print(str(e), file=sys.stderr, flush=True)
-                entry["failed"][seed] = str(e).splitlines()[0]
-            final = os.path.join(run_dir, "model_final.pth")
-            if entry["params_m"] is None and os.path.isfile(final):
-                try:
-                    entry["params_m"] = count_parameters(cfg_file, opts, final)
-                except Exception as e:  # noqa: BLE001  (the table says n/a)
-                    logger.warning("cannot count the parameters of %s: %s", name, e)
+                entry["params_m"] = count_parameters(cfg_file, opts, final)
+            except Exception as e:  # noqa: BLE001  (the table says n/a)
+                logger.warning("cannot count the parameters of %s: %s", name, e)
     return results
 
 
@@ -335,12 +353,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--keep-going", action="store_true",
                     help="a failed run is reported in the table instead of stopping the sweep")
     ap.add_argument("--no-plot", action="store_true", help="no bar chart")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at a time, each its own process (times then share the machine)")
     ap.add_argument("opts", nargs=argparse.REMAINDER,
                     help="KEY VALUE config overrides for every run")
     args = ap.parse_args(argv)
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
-    results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going)
+    results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going,
+                    jobs=args.jobs)
     table = markdown_table(results, args.seeds)
     footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; machine: "
               f"{machine_line()}")
