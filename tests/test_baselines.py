@@ -318,14 +318,76 @@ def test_region_head_configs_pair_with_a_plain_head_on_the_same_backbone():
     """Heads x backbones: each region-head config has a fast-reid plain-head neighbour with the
     same backbone, input, batch and schedule; the text tower is the shipped person CLIP."""
     pairs = {"rganet_heads_R50": "bagtricks_R50", "rganet_heads_R50-ibn": "bagtricks_R50-ibn",
-             "rganet_heads_osnet": "bagtricks_osnet"}
+             "rganet_heads_osnet": "bagtricks_osnet", "rganet_heads_vit": "bagtricks_vit"}
+    # the ViT's region head reads the same VisionTransformer through the token-map wrapper
+    same_builder = {"build_vit_tokens_backbone": "build_vit_backbone"}
     for heads, plain in pairs.items():
         a = load_config(os.path.join(CONFIGS, "Demo", f"{heads}_demo.yml"))
         b = load_config(os.path.join(CONFIGS, "Demo", f"{plain}_demo.yml"))
         assert a.MODEL.META_ARCHITECTURE == "RGANet" and b.MODEL.META_ARCHITECTURE == "Baseline"
         assert a.MODEL.RGANET.REGION_MODE == "rgm"
         assert a.MODEL.RGANET.TEXT_ENCODER.PRETRAIN_PATH == "weights/RGANet-Person-ViT.safetensors"
-        for key in ("NAME", "DEPTH", "FEAT_DIM", "WITH_IBN", "PRETRAIN"):
+        name = a.MODEL.BACKBONE.NAME
+        assert same_builder.get(name, name) == b.MODEL.BACKBONE.NAME, heads
+        for key in ("DEPTH", "FEAT_DIM", "WITH_IBN", "PRETRAIN", "STRIDE_SIZE"):
             assert a.MODEL.BACKBONE[key] == b.MODEL.BACKBONE[key], (heads, key)
+        for key in ("OPT", "BASE_LR", "SCHED", "WEIGHT_DECAY", "WARMUP_ITERS"):
+            assert a.SOLVER[key] == b.SOLVER[key], (heads, key)
+        assert a.MODEL.PIXEL_MEAN == b.MODEL.PIXEL_MEAN, heads
         assert a.INPUT.SIZE_TRAIN == b.INPUT.SIZE_TRAIN and a.SOLVER.MAX_EPOCH == b.SOLVER.MAX_EPOCH
-        assert a.SOLVER.IMS_PER_BATCH == b.SOLVER.IMS_PER_BATCH and a.SOLVER.STEPS == b.SOLVER.STEPS
+        assert a.SOLVER.IMS_PER_BATCH == b.SOLVER.IMS_PER_BATCH
+        if a.SOLVER.SCHED == "MultiStepLR":  # (a cosine schedule has no steps)
+            assert a.SOLVER.STEPS == b.SOLVER.STEPS, heads
+
+
+def test_vit_token_map_is_fastreids_vit_and_region_heads_train_on_it(tmp_path):
+    """build_vit_tokens_backbone: the class token it gives the global head is exactly what
+    fast-reid's own ViT returns (same weights, same input), the map is the patch grid; the RGANet
+    region heads train on it (two steps, every loss finite, the region head and the ViT move)."""
+    from fastreid.modeling.backbones import build_backbone
+    from fastreid.utils.events import EventStorage
+
+    from rganet_plugin.engine import RGANetTrainer
+
+    size = ["INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]"]
+    plain = load_config(os.path.join(CONFIGS, "Demo", "bagtricks_vit_demo.yml"),
+                        size + ["MODEL.BACKBONE.DEPTH", "small"])
+    torch.manual_seed(0)
+    vit = build_backbone(plain).eval()
+    tokens_cfg = plain.clone()
+    tokens_cfg.defrost()
+    tokens_cfg.MODEL.BACKBONE.NAME = "build_vit_tokens_backbone"
+    torch.manual_seed(0)
+    wrapped = build_backbone(tokens_cfg).eval()
+    assert wrapped.grid == (4, 2)
+    assert sorted(wrapped.state_dict()) == sorted("vit." + k for k in vit.state_dict())
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        out = wrapped.forward_features(x)
+        assert torch.equal(out["global"], vit(x).flatten(1))
+        assert out["feature_map"].shape == (2, 768, 4, 2)
+        assert torch.equal(wrapped(x), out["feature_map"])
+
+    cfg = load_config(os.path.join(CONFIGS, "Demo", "rganet_heads_vit_demo.yml"), TINY_DATA + size + [
+        "MODEL.BACKBONE.DEPTH", "small", "DATASETS.ROOT", str(tmp_path.parent / "baselines_data"),
+        "OUTPUT_DIR", str(tmp_path)])
+    trainer = RGANetTrainer(cfg)
+    model = trainer.model
+    assert type(model.backbone).__name__ == "ViTTokenMap"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.iter = trainer.start_iter = trainer.epoch = 0
+    with EventStorage(0) as trainer.storage:
+        trainer.before_train()
+        trainer.before_epoch()
+        for _ in range(2):
+            trainer.before_step()
+            trainer.run_step()
+            trainer.after_step()
+            trainer.iter += 1
+    losses = {k: v for k, (v, _) in trainer.storage.latest().items() if k.startswith("loss")}
+    assert {"loss_cls", "loss_triplet"} <= set(losses) and any("region" in k for k in losses)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    after = model.state_dict()
+    moved = {k.split(".")[0] for k in before if before[k].dtype.is_floating_point
+             and not torch.equal(before[k], after[k])}
+    assert {"backbone", "region_head", "heads"} <= moved
