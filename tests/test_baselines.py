@@ -255,6 +255,12 @@ def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch
     out = str(tmp_path / "sweep")
     compare.sweep([cfg], [0, 1], out)
     assert calls == [("bagtricks_R50_demo", 0, False), ("bagtricks_R50_demo", 1, False)]
+    # --report-only: nothing trains; the finished runs are read, the others listed as not run
+    calls.clear()
+    res = compare.sweep([cfg, other], [0, 1], out, train=False)
+    assert calls == [] and sorted(res["bagtricks_R50_demo"]["runs"]) == [0, 1]
+    assert res["AGW_R50_demo"]["runs"] == {} and res["AGW_R50_demo"]["missing"] == [0, 1]
+    assert "| 0/2 (seed 0, 1 not run) |" in compare.markdown_table(res, [0, 1])
     # a second config joins the sweep: only its runs are trained
     calls.clear()
     res = compare.sweep([cfg, other], [0, 1], out)

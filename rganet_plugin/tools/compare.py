@@ -172,9 +172,10 @@ def run_name(cfg_file: str) -> str:
 
 def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence[str] = (),
           names: Optional[Sequence[str]] = None, keep_going: bool = False,
-          cwd: Optional[str] = None, jobs: int = 1) -> Dict[str, dict]:
+          cwd: Optional[str] = None, jobs: int = 1, train: bool = True) -> Dict[str, dict]:
     """Train every config with every seed (reusing finished runs), ``jobs`` runs at a time;
-    return
+    ``train=False`` only reads the finished runs (a missing one is listed under ``missing``).
+    Return
     ``{name: {"config": path, "runs": {seed: result}, "failed": {seed: message},
     "params_m": float}}``."""
     names = list(names) if names else [run_name(c) for c in configs]
@@ -187,12 +188,15 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
             raise FileNotFoundError(f"config file not found: {c}")
     results: Dict[str, dict] = {}
     for name, cfg_file in zip(names, configs):
-        results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "params_m": None,
-                         "init": backbone_init(cfg_file, opts)}
+        results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "missing": [],
+                         "params_m": None, "init": backbone_init(cfg_file, opts)}
     todo = [(seed, name, cfg_file) for seed in seeds for name, cfg_file in zip(names, configs)]
 
     def one(job):
         seed, name, cfg_file = job
+        if not train:
+            return finished_result(cfg_file, seed, os.path.join(out, name, f"seed{seed}"),
+                                   opts), "missing"
         try:
             return _run_once(cfg_file, name, seed, os.path.join(out, name, f"seed{seed}"), opts,
                              cwd), None
@@ -212,8 +216,10 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
             raise
     for (seed, name, cfg_file), (res, failure) in zip(todo, outcomes):
         entry = results[name]
-        if failure is None:
+        if res is not None:
             entry["runs"][seed] = res
+        elif failure == "missing":
+            entry["missing"].append(seed)
         else:
             entry["failed"][seed] = failure
         final = os.path.join(out, name, f"seed{seed}", "model_final.pth")
@@ -225,15 +231,23 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
     return results
 
 
+def finished_result(cfg_file, seed, run_dir, opts) -> Optional[Dict[str, float]]:
+    """The result of the run in ``run_dir`` if it finished with these settings, else None."""
+    done = os.path.join(run_dir, RESULT_FILE)
+    if not os.path.isfile(done):
+        return None
+    with open(done) as f:
+        have = json.load(f)
+    return have["result"] if have.get("sha1") == run_fingerprint(cfg_file, seed, opts)["sha1"] else None
+
+
 def _run_once(cfg_file, name, seed, run_dir, opts, cwd) -> Dict[str, float]:
     want = run_fingerprint(cfg_file, seed, opts)
     done = os.path.join(run_dir, RESULT_FILE)
-    if os.path.isfile(done):
-        with open(done) as f:
-            have = json.load(f)
-        if have.get("sha1") == want["sha1"]:
-            print(f"[{name} seed {seed}] done before: {done}", flush=True)
-            return have["result"]
+    have = finished_result(cfg_file, seed, run_dir, opts)
+    if have is not None:
+        print(f"[{name} seed {seed}] done before: {done}", flush=True)
+        return have
     resume = False
     if os.path.isdir(run_dir):
         stamp = os.path.join(run_dir, "fingerprint.json")
@@ -287,6 +301,8 @@ def markdown_table(results: Dict[str, dict], seeds: Sequence[int]) -> str:
         params = "n/a" if entry.get("params_m") is None else f"{entry['params_m']:.2f}"
         done = f"{len(runs)}/{len(seeds)}" + (f" ({len(entry['failed'])} failed)"
                                                 if entry.get("failed") else "")
+        if entry.get("missing"):
+            done += f" (seed {', '.join(map(str, sorted(entry['missing'])))} not run)"
         lines.append(f"| {name} | {entry.get('init', 'n/a')} | {col('Rank-1')} | {col('mAP')} | "
                      f"{col('mINP')} | "
                      f"{col('minutes')} | {params} | {col('images_per_s', 0)} | {done} |")
@@ -353,6 +369,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--keep-going", action="store_true",
                     help="a failed run is reported in the table instead of stopping the sweep")
     ap.add_argument("--no-plot", action="store_true", help="no bar chart")
+    ap.add_argument("--report-only", action="store_true",
+                    help="no training: the table and chart of the runs that finished")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at a time, each its own process (times then share the machine)")
     ap.add_argument("opts", nargs=argparse.REMAINDER,
@@ -361,7 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going,
-                    jobs=args.jobs)
+                    jobs=args.jobs, train=not args.report_only)
     table = markdown_table(results, args.seeds)
     footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; machine: "
               f"{machine_line()}")
