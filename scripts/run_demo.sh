@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: sets up the environment if needed, then trains and evaluates on the
-# embedded default (a generated occluded dataset in the Occluded-Duke layout, a small CLIP with
-# random weights; nothing is downloaded). Extra arguments go to train_net.py as config overrides.
+# embedded default (a generated occluded dataset in the Occluded-Duke layout, the small person CLIP
+# pre-trained in this project, weights/RGANet-Person-ViT.safetensors; nothing is downloaded).
+# Extra arguments go to train_net.py as config overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
