@@ -246,7 +246,7 @@ def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch
 
     calls = []
 
-    def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None):
+    def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None, train_net=None):
         calls.append((name, seed, resume))
         return {"Rank-1": 50.0 + seed, "mAP": 40.0, "mINP": 20.0, "minutes": 1.0}
 
@@ -288,6 +288,87 @@ def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch
     assert {n: sorted(r["runs"]) for n, r in res.items()} == {"AGW_R50_demo": [0, 1],
                                                               "bagtricks_R50_demo": [0, 1]}
     assert res["AGW_R50_demo"]["runs"][1]["Rank-1"] == 51.0
+
+
+def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monkeypatch):
+    """FIRe² rows: its entry point trains them, its config loader fingerprints them (RGANet's
+    refuses FIRe²'s keys), and --protocol cloth_changing fills the table from that protocol."""
+    from rganet_plugin.config.setup import ConfigError
+    from rganet_plugin.tools import compare
+
+    fire2_net = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
+    arms = [os.path.join(CONFIGS, "Demo", f"{a}.yml") for a in ("fire2_baseline_demo", "fire2_demo")]
+    with pytest.raises(ConfigError):
+        compare.run_fingerprint(arms[1], 0, [])  # RGANet's loader does not know MODEL.FIRE2
+    cmd = compare.train_command(arms[1], "out", 0, train_net=fire2_net)
+    assert cmd[1] == fire2_net and cmd[2:4] == ["--config-file", arms[1]]
+    calls = []
+
+    def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None, train_net=None):
+        calls.append((name, seed, train_net))
+        cc = 10.0 if "baseline" in name else 20.0
+        return {"Rank-1": 90.0, "mAP": 80.0, "mINP": 70.0, "cloth_changing/Rank-1": cc + seed,
+                "cloth_changing/mAP": cc / 2, "cloth_changing/mINP": cc / 4, "minutes": 1.0}
+
+    monkeypatch.setattr(compare, "train_config", fake_train)
+    out = str(tmp_path / "sweep")
+    res = compare.sweep(arms, [0, 1], out, train_nets=[fire2_net])
+    assert sorted(calls) == sorted((n, s, fire2_net) for s in (0, 1)
+                                   for n in ("fire2_baseline_demo", "fire2_demo"))
+    fp = json.load(open(os.path.join(out, "fire2_demo", "seed0", "fingerprint.json")))
+    assert "FIRE2:" in fp["config"]
+    table = compare.markdown_table(res, [0, 1], protocol="cloth_changing")
+    assert "cloth_changing R1 (%)" in table
+    assert "| fire2_demo | from scratch | 20.5 ± 0.7 | 10.0 ± 0.0 | 5.0 ± 0.0 |" in table
+    assert "| fire2_baseline_demo | from scratch | 10.5 ± 0.7 | 5.0 ± 0.0 |" in table
+    assert "| fire2_demo | from scratch | 90.0 ± 0.0 | 80.0 ± 0.0 |" in compare.markdown_table(res, [0, 1])
+    # reused on the second call, read with the same loader
+    calls.clear()
+    compare.sweep(arms, [0, 1], out, train_nets=[fire2_net])
+    assert calls == []
+    # one entry point per config: RGANet's for a plain config next to FIRe²'s
+    plain = os.path.join(CONFIGS, "Demo", "bagtricks_R50_demo.yml")
+    compare.sweep([plain, arms[1]], [0], str(tmp_path / "mixed"), train_nets=[None, fire2_net])
+    assert ("bagtricks_R50_demo", 0, None) in calls and ("fire2_demo", 0, fire2_net) in calls
+
+
+def test_compare_refuses_bad_entry_points(tmp_path):
+    from rganet_plugin.tools import compare
+
+    cfg = os.path.join(CONFIGS, "Demo", "baseline_demo.yml")
+    with pytest.raises(ValueError, match="2 entry points for 1 configs"):
+        compare.sweep([cfg], [0], str(tmp_path), train_nets=["a.py", "b.py"])
+    with pytest.raises(FileNotFoundError, match="--train-net: no such file"):
+        compare.sweep([cfg], [0], str(tmp_path), train_nets=[str(tmp_path / "nope.py")])
+    bare = tmp_path / "train_net.py"
+    bare.write_text("def main():\n    return 0\n")
+    with pytest.raises(ValueError, match="exposes no load_config"):
+        compare.sweep([cfg], [0], str(tmp_path), train_nets=[str(bare)])
+
+
+def test_compare_overrides_after_the_config_list_are_overrides(tmp_path, monkeypatch):
+    """``--configs A.yml B.yml KEY VALUE`` (and after ``--train-net``): argparse's nargs="+" would
+    take the keys as configs (seen: "two configs share a row name: [... 'SOLVER', '1' ...]")."""
+    from rganet_plugin.tools import compare
+
+    seen = {}
+
+    def fake_sweep(configs, seeds, out, opts, names, keep_going, jobs, train, train_nets):
+        seen.update(configs=configs, opts=opts, train_nets=train_nets)
+        return {}
+
+    monkeypatch.setattr(compare, "sweep", fake_sweep)
+    out = str(tmp_path / "o")
+    compare.main(["--out", out, "--no-plot", "--configs", "a.yml", "b.yml", "SOLVER.MAX_EPOCH", "1",
+                  "DATASETS.NAMES", "('X',)"])
+    assert seen == {"configs": ["a.yml", "b.yml"], "train_nets": None,
+                    "opts": ["SOLVER.MAX_EPOCH", "1", "DATASETS.NAMES", "('X',)"]}
+    compare.main(["--out", out, "--no-plot", "--configs", "a.yml", "--train-net", "p/train_net.py",
+                  "MODEL.DEVICE", "cpu"])
+    assert seen == {"configs": ["a.yml"], "train_nets": ["p/train_net.py"],
+                    "opts": ["MODEL.DEVICE", "cpu"]}
+    with pytest.raises(SystemExit):  # no config left
+        compare.main(["--out", out, "--configs", "SOLVER.MAX_EPOCH", "1"])
 
 
 def test_compare_table_mean_and_sample_std():

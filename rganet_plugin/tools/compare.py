@@ -10,6 +10,12 @@ command gives: fast-reid's ``DefaultTrainer`` loop and, through ``RGANetTrainer`
 evaluator (on a model with one global feature it ranks that feature with ``TEST.METRIC``, which
 is what fast-reid's ``ReidEvaluator`` computes: same R1 / mAP / mINP).
 
+Sibling projects: ``--train-net projects/FIRe2/train_net.py`` runs the configs with another
+project's entry point (one path for every config, or one per config, so FIRe² rows and RGANet
+rows share a table); the project's ``train_net.py`` exposes the ``load_config`` its runs use.
+``--protocol cloth_changing`` fills the table from that protocol's results
+(``cloth_changing/Rank-1`` ...), as FIRe²'s evaluator reports them; a run without them shows n/a.
+
 Resuming: a run that finished leaves ``result.json`` next to its checkpoints, with the fingerprint
 of its full config; running the same command again reuses it (a run whose config changed since is
 trained again, the old folder moved aside), and a run that stopped half-way goes on from its last
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -52,6 +59,34 @@ METRICS = ("Rank-1", "mAP", "mINP")
 
 class RunFailed(RuntimeError):
     """A training process that exited with an error or printed no result table."""
+
+
+# ---------------------------------------------------------------------------- projects
+_LOADERS: Dict[str, object] = {}
+
+
+def project_loader(train_net: Optional[str] = None):
+    """The config loader of the project whose entry point ``train_net`` is: the plugin's
+    ``load_config`` for ``projects/RGANet/train_net.py`` (and for ``None``), else the
+    ``load_config`` the given ``train_net.py`` exposes. Importing a sibling's entry point also
+    registers its components (FIRe²'s meta-architecture), which the parameter count builds."""
+    if train_net is None or os.path.abspath(train_net) == os.path.abspath(TRAIN_NET):
+        from ..config import load_config
+
+        return load_config
+    path = os.path.abspath(train_net)
+    if path not in _LOADERS:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--train-net: no such file: {train_net}")
+        name = "_compare_train_net_" + hashlib.sha1(path.encode()).hexdigest()[:8]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)  # its `if __name__ == "__main__"` does not run
+        if not callable(getattr(mod, "load_config", None)):
+            raise ValueError(f"{train_net} exposes no load_config(file, opts): compare needs it "
+                             "to read the configs that entry point trains")
+        _LOADERS[path] = mod.load_config
+    return _LOADERS[path]
 
 
 # ---------------------------------------------------------------------------- one run
@@ -87,19 +122,23 @@ def inference_speed(log: str) -> Optional[float]:
 
 
 def train_command(cfg_file: str, out: str, seed: int, opts: Sequence[str] = (),
-                  resume: bool = False) -> List[str]:
-    entry = ([sys.executable, TRAIN_NET] if os.path.isfile(TRAIN_NET)
-             else [sys.executable, "-m", "rganet_plugin.tools", "train"])
+                  resume: bool = False, train_net: Optional[str] = None) -> List[str]:
+    if train_net is not None:
+        entry = [sys.executable, os.path.abspath(train_net)]
+    else:
+        entry = ([sys.executable, TRAIN_NET] if os.path.isfile(TRAIN_NET)
+                 else [sys.executable, "-m", "rganet_plugin.tools", "train"])
     return [*entry, *(["--resume"] if resume else []), "--config-file", cfg_file,
             "OUTPUT_DIR", out, "SEED", str(seed), *opts]
 
 
 def train_config(cfg_file: str, name: str, seed: int, out: str, opts: Sequence[str] = (),
-                 resume: bool = False, cwd: Optional[str] = None) -> Dict[str, float]:
-    """``train_net.py`` on one config and seed in its own process: its last result table plus
-    ``minutes`` (wall time of the process) and ``images_per_s`` (its last inference pass).
-    Raises :class:`RunFailed` with the run's output tail when it fails."""
-    cmd = train_command(cfg_file, out, seed, opts, resume)
+                 resume: bool = False, cwd: Optional[str] = None,
+                 train_net: Optional[str] = None) -> Dict[str, float]:
+    """``train_net.py`` (RGANet's, or ``train_net``) on one config and seed in its own process:
+    its last result table plus ``minutes`` (wall time of the process) and ``images_per_s`` (its
+    last inference pass). Raises :class:`RunFailed` with the run's output tail when it fails."""
+    cmd = train_command(cfg_file, out, seed, opts, resume, train_net)
     t0 = time.time()
     print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or REPO_ROOT)
@@ -116,26 +155,25 @@ def train_config(cfg_file: str, name: str, seed: int, out: str, opts: Sequence[s
 
 
 # ---------------------------------------------------------------------------- the sweep
-def run_fingerprint(cfg_file: str, seed: int, opts: Sequence[str]) -> Dict[str, str]:
-    """What a run's result depends on: its full config (output folder and device left out)."""
-    from ..config import load_config
-
-    cfg = load_config(cfg_file, [*opts, "SEED", str(seed)])
+def run_fingerprint(cfg_file: str, seed: int, opts: Sequence[str],
+                    train_net: Optional[str] = None) -> Dict[str, str]:
+    """What a run's result depends on: its full config (output folder and device left out), as
+    the project of ``train_net`` reads it."""
+    cfg = project_loader(train_net)(cfg_file, [*opts, "SEED", str(seed)])
     cfg.OUTPUT_DIR = ""
     cfg.MODEL.DEVICE = ""
     text = cfg.dump()
     return {"sha1": hashlib.sha1(text.encode()).hexdigest(), "config": text}
 
 
-def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str) -> Optional[float]:
+def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str,
+                     train_net: Optional[str] = None) -> Optional[float]:
     """Millions of parameters of the model ``cfg_file`` builds, with the class count of the
     trained ``checkpoint`` (built without loading pre-trained weights)."""
     import torch
     from fastreid.modeling.meta_arch import build_model
 
-    from ..config import load_config
-
-    cfg = load_config(cfg_file, opts)
+    cfg = project_loader(train_net)(cfg_file, opts)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.PRETRAIN = False
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -154,11 +192,9 @@ def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str) -> Opt
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def backbone_init(cfg_file: str, opts: Sequence[str] = ()) -> str:
+def backbone_init(cfg_file: str, opts: Sequence[str] = (), train_net: Optional[str] = None) -> str:
     """How the config's backbone starts: ``from scratch`` or the weights file it loads."""
-    from ..config import load_config
-
-    b = load_config(cfg_file, opts).MODEL.BACKBONE
+    b = project_loader(train_net)(cfg_file, opts).MODEL.BACKBONE
     if not b.PRETRAIN:
         return "from scratch"
     if b.PRETRAIN_PATH:
@@ -172,15 +208,24 @@ def run_name(cfg_file: str) -> str:
 
 def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence[str] = (),
           names: Optional[Sequence[str]] = None, keep_going: bool = False,
-          cwd: Optional[str] = None, jobs: int = 1, train: bool = True) -> Dict[str, dict]:
+          cwd: Optional[str] = None, jobs: int = 1, train: bool = True,
+          train_nets: Optional[Sequence[Optional[str]]] = None) -> Dict[str, dict]:
     """Train every config with every seed (reusing finished runs), ``jobs`` runs at a time;
     ``train=False`` only reads the finished runs (a missing one is listed under ``missing``).
-    Return
+    ``train_nets``: the entry point of every config (one for all, or one per config; default
+    RGANet's). Return
     ``{name: {"config": path, "runs": {seed: result}, "failed": {seed: message},
     "params_m": float}}``."""
     names = list(names) if names else [run_name(c) for c in configs]
     if len(names) != len(configs):
         raise ValueError(f"--names gives {len(names)} names for {len(configs)} configs")
+    nets = list(train_nets) if train_nets else [None]
+    if len(nets) == 1:
+        nets = nets * len(configs)
+    if len(nets) != len(configs):
+        raise ValueError(f"--train-net gives {len(nets)} entry points for {len(configs)} configs "
+                         "(one for all, or one per config)")
+    net_of = dict(zip(names, nets))
     if len(set(names)) != len(names):
         raise ValueError(f"two configs share a row name: {names}; pass --names")
     for c in configs:
@@ -189,17 +234,19 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
     results: Dict[str, dict] = {}
     for name, cfg_file in zip(names, configs):
         results[name] = {"config": cfg_file, "runs": {}, "failed": {}, "missing": [],
-                         "params_m": None, "init": backbone_init(cfg_file, opts)}
+                         "params_m": None, "init": backbone_init(cfg_file, opts, net_of[name])}
+        if net_of[name] is not None:
+            results[name]["train_net"] = net_of[name]
     todo = [(seed, name, cfg_file) for seed in seeds for name, cfg_file in zip(names, configs)]
 
     def one(job):
         seed, name, cfg_file = job
         if not train:
             return finished_result(cfg_file, seed, os.path.join(out, name, f"seed{seed}"),
-                                   opts), "missing"
+                                   opts, net_of[name]), "missing"
         try:
             return _run_once(cfg_file, name, seed, os.path.join(out, name, f"seed{seed}"), opts,
-                             cwd), None
+                             cwd, net_of[name]), None
         except RunFailed as e:
             if not keep_going:
                 raise
@@ -225,26 +272,27 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
         final = os.path.join(out, name, f"seed{seed}", "model_final.pth")
         if entry["params_m"] is None and os.path.isfile(final):
             try:
-                entry["params_m"] = count_parameters(cfg_file, opts, final)
+                entry["params_m"] = count_parameters(cfg_file, opts, final, net_of[name])
             except Exception as e:  # noqa: BLE001  (the table says n/a)
                 logger.warning("cannot count the parameters of %s: %s", name, e)
     return results
 
 
-def finished_result(cfg_file, seed, run_dir, opts) -> Optional[Dict[str, float]]:
+def finished_result(cfg_file, seed, run_dir, opts, train_net=None) -> Optional[Dict[str, float]]:
     """The result of the run in ``run_dir`` if it finished with these settings, else None."""
     done = os.path.join(run_dir, RESULT_FILE)
     if not os.path.isfile(done):
         return None
     with open(done) as f:
         have = json.load(f)
-    return have["result"] if have.get("sha1") == run_fingerprint(cfg_file, seed, opts)["sha1"] else None
+    want = run_fingerprint(cfg_file, seed, opts, train_net)["sha1"]
+    return have["result"] if have.get("sha1") == want else None
 
 
-def _run_once(cfg_file, name, seed, run_dir, opts, cwd) -> Dict[str, float]:
-    want = run_fingerprint(cfg_file, seed, opts)
+def _run_once(cfg_file, name, seed, run_dir, opts, cwd, train_net=None) -> Dict[str, float]:
+    want = run_fingerprint(cfg_file, seed, opts, train_net)
     done = os.path.join(run_dir, RESULT_FILE)
-    have = finished_result(cfg_file, seed, run_dir, opts)
+    have = finished_result(cfg_file, seed, run_dir, opts, train_net)
     if have is not None:
         print(f"[{name} seed {seed}] done before: {done}", flush=True)
         return have
@@ -266,7 +314,7 @@ def _run_once(cfg_file, name, seed, run_dir, opts, cwd) -> Dict[str, float]:
     with open(os.path.join(run_dir, "fingerprint.json"), "w") as f:
         json.dump(want, f)
     res = train_config(os.path.abspath(cfg_file), name, seed, os.path.abspath(run_dir), opts,
-                       resume=resume, cwd=cwd)
+                       resume=resume, cwd=cwd, train_net=train_net)
     with open(done, "w") as f:
         json.dump({"sha1": want["sha1"], "result": res}, f, indent=1)
     return res
@@ -291,8 +339,15 @@ def _fmt(values: Sequence[float], digits: int = 1) -> str:
     return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def markdown_table(results: Dict[str, dict], seeds: Sequence[int]) -> str:
-    lines = ["| model | backbone init | R1 (%) | mAP (%) | mINP (%) | training (min) | "
+def metric_key(metric: str, protocol: str = "") -> str:
+    """The result key of ``metric`` under ``protocol`` (``cloth_changing/Rank-1``); the plain
+    key for the standard protocol."""
+    return f"{protocol}/{metric}" if protocol and protocol != "standard" else metric
+
+
+def markdown_table(results: Dict[str, dict], seeds: Sequence[int], protocol: str = "") -> str:
+    p = f"{protocol} " if protocol else ""
+    lines = [f"| model | backbone init | {p}R1 (%) | {p}mAP (%) | {p}mINP (%) | training (min) | "
              "parameters (M) | inference (img/s) | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results.items():
@@ -303,13 +358,15 @@ def markdown_table(results: Dict[str, dict], seeds: Sequence[int]) -> str:
                                                 if entry.get("failed") else "")
         if entry.get("missing"):
             done += f" (seed {', '.join(map(str, sorted(entry['missing'])))} not run)"
-        lines.append(f"| {name} | {entry.get('init', 'n/a')} | {col('Rank-1')} | {col('mAP')} | "
-                     f"{col('mINP')} | "
+        k = lambda m: metric_key(m, protocol)  # noqa: E731
+        lines.append(f"| {name} | {entry.get('init', 'n/a')} | {col(k('Rank-1'))} | "
+                     f"{col(k('mAP'))} | {col(k('mINP'))} | "
                      f"{col('minutes')} | {params} | {col('images_per_s', 0)} | {done} |")
     return "\n".join(lines)
 
 
-def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: str = "") -> str:
+def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: str = "",
+              protocol: str = "") -> str:
     """R1 / mAP / mINP per config, mean over seeds with the sample std as error bars."""
     try:
         import matplotlib
@@ -326,11 +383,12 @@ def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: 
         means, errs = [], []
         for name in names:
             runs = [results[name]["runs"][s] for s in seeds if s in results[name]["runs"]]
-            m, s = mean_std([r[metric] for r in runs if metric in r])
+            key = metric_key(metric, protocol)
+            m, s = mean_std([r[key] for r in runs if key in r])
             means.append(0.0 if math.isnan(m) else m)
             errs.append(0.0 if math.isnan(s) else s)
         xs = [j + (i - (len(METRICS) - 1) / 2) * width for j in range(len(names))]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=metric)
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=metric_key(metric, protocol))
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("%")
@@ -358,6 +416,9 @@ def machine_line() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, load average {load}"
 
 
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")  # MODEL.BACKBONE.DEPTH, not a path
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rganet_plugin.tools compare",
                                  description=__doc__,
@@ -373,15 +434,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="no training: the table and chart of the runs that finished")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at a time, each its own process (times then share the machine)")
+    ap.add_argument("--train-net", nargs="+", metavar="PATH",
+                    help="entry point(s) of a sibling project, e.g. projects/FIRe2/train_net.py: "
+                         "one for every config or one per config (default RGANet's)")
+    ap.add_argument("--protocol", default="",
+                    help="the evaluation protocol the table reports, e.g. cloth_changing "
+                         "(FIRe²'s evaluator); default: the standard one")
     ap.add_argument("opts", nargs=argparse.REMAINDER,
                     help="KEY VALUE config overrides for every run")
     args = ap.parse_args(argv)
+    for field in ("configs", "train_net"):  # "--configs A.yml B.yml KEY VALUE": the keys are opts
+        values = getattr(args, field) or []
+        first = next((i for i, v in enumerate(values) if _CONFIG_KEY.match(v)), None)
+        if first is not None:
+            setattr(args, field, values[:first] or None)
+            args.opts = values[first:] + args.opts
+    if not args.configs:
+        ap.error("--configs needs at least one config file")
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going,
-                    jobs=args.jobs, train=not args.report_only)
-    table = markdown_table(results, args.seeds)
-    footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; machine: "
+                    jobs=args.jobs, train=not args.report_only, train_nets=args.train_net)
+    table = markdown_table(results, args.seeds, args.protocol)
+    footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; "
+              f"{'protocol ' + args.protocol + '; ' if args.protocol else ''}machine: "
               f"{machine_line()}")
     print("\n" + table + footer)
     os.makedirs(args.out, exist_ok=True)
@@ -390,7 +466,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"seeds": args.seeds, "opts": args.opts, "results": results}, f, indent=1)
     if not args.no_plot:
-        png = bar_chart(results, args.seeds, os.path.join(args.out, "comparison.png"))
+        png = bar_chart(results, args.seeds, os.path.join(args.out, "comparison.png"),
+                        protocol=args.protocol)
         print(f"chart: {png}")
     return 0
 

@@ -7,7 +7,9 @@ What changes relative to ``DefaultTrainer``:
   so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids;
 * the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
   replaces the fine-grained classifier's weight every epoch (its number of classes changes);
-* :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch;
+* :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch (of a FIRe² model: a
+  fast-reid meta-architecture such as BoT's ``Baseline`` trains unchanged, so the toolbox's
+  recipes get the clothes-changing protocol through the same entry point);
 * evaluation is :class:`rganet_plugin.evaluation.cloth_changing.ClothChangingEvaluator`: the
   standard and the clothes-changing protocol (and PRCC's same/changed-clothes split).
 """
@@ -52,8 +54,10 @@ class FIRe2Trainer(DefaultTrainer):
 
     def build_hooks(self):
         ret = super().build_hooks()
-        clothes = {it[0]: clothes_of(it) for it in self._train_items}
-        ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        if hasattr(model, "set_epoch"):  # FIRe²; fast-reid's own meta-archs train as they are
+            clothes = {it[0]: clothes_of(it) for it in self._train_items}
+            ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
 
     @classmethod
