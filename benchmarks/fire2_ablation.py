@@ -7,8 +7,9 @@ clothes-changing protocol.
     .venv/bin/python benchmarks/fire2_ablation.py --arms baseline fire2 --seeds 0 --jobs 1
 
 Each run is ``projects/FIRe2/train_net.py --config-file configs/Demo/fire2_<arm>_demo.yml`` in its
-own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>/seed<k>``;
-finished runs (their ``log.txt`` holds the final evaluation) are read back, not trained again.
+own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>/seed<k>``, through
+``rganet_plugin.tools.compare.sweep`` (FIRe²'s entry point): finished runs are read back, not
+trained again, half-done ones resume.
 A second table says what FFM's last clustering found in the arms with FFM
 (``<run>/fire2_ffm.json``: fine-grained classes per identity against the true outfits, adjusted
 Rand index and purities against the generator's clothes ids). With ``--features`` a third table
@@ -20,15 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.machine import cpu_model, load_average  # noqa: E402
+from rganet_plugin.tools.compare import sweep  # noqa: E402
+
+FIRE2_NET = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
+OUT = os.path.join(ROOT, "logs", "fire2_ablation")
 
 ARMS = {"baseline": "configs/Demo/fire2_baseline_demo.yml", "ffm": "configs/Demo/fire2_ffm_demo.yml",
         "far": "configs/Demo/fire2_far_demo.yml", "fire2": "configs/Demo/fire2_demo.yml"}
@@ -36,24 +39,6 @@ NAMES = {"baseline": "baseline (max+avg pool, BNNeck, CE + triplet)", "ffm": "+ 
          "fire2": "FIRe² (+ FFM + FAR)"}
 KEYS = [("standard", "Rank-1"), ("standard", "mAP"), ("cloth_changing", "Rank-1"),
         ("cloth_changing", "mAP")]
-
-
-def final_metrics(out_dir: str, dataset: str = "SyntheticLTCC"):
-    """The last evaluation table fast-reid printed into ``<out_dir>/log.txt`` (None if none)."""
-    path = os.path.join(out_dir, "log.txt")
-    if not os.path.isfile(path):
-        return None
-    header, row = None, None
-    with open(path) as f:
-        for line in f:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if cells and cells[0] == "Dataset":
-                header = cells
-            elif header and cells and cells[0] == dataset and len(cells) == len(header):
-                row = dict(zip(header, cells))
-    if row is None or "cloth_changing/mAP" not in row:
-        return None
-    return {f"{p}/{m}": float(row[f"{p}/{m}"]) for p, m in KEYS}
 
 
 FFM_KEYS = [("clusters_per_id", "clusters / id", "{:.2f}"), ("outfits_per_id", "outfits / id", "{:.2f}"),
@@ -133,21 +118,19 @@ FEATURE_KEYS = [("same_outfit", "cos same id, same outfit"), ("other_outfit", "c
                 ("test_ari", "test ARI (outfits)")]
 
 
-def run(arm: str, seed: int, extra) -> dict:
-    out = os.path.join(ROOT, "logs", "fire2_ablation", arm, f"seed{seed}")
-    got = final_metrics(out)
-    if got is None:
-        cmd = [sys.executable, os.path.join(ROOT, "projects", "FIRe2", "train_net.py"),
-               "--config-file", os.path.join(ROOT, ARMS[arm]), "SEED", str(seed),
-               "OUTPUT_DIR", out, *extra]
-        print("+", " ".join(cmd), flush=True)
-        with open(os.path.join(ROOT, "logs", f"fire2_ablation_{arm}_{seed}.log"), "w") as log:
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-        got = final_metrics(out)
-        if got is None:
-            raise RuntimeError(f"{out}: no final evaluation in log.txt")
-    got["ffm"] = ffm_found(out)
-    return got
+def run_all(arms, seeds, opts, jobs: int) -> dict:
+    """``{arm: [metrics of seed s, ...]}``: every arm x seed trained (or read back) by compare's
+    sweep with FIRe²'s entry point; each run's metrics with what FFM's last clustering found."""
+    res = sweep([os.path.join(ROOT, ARMS[a]) for a in arms], seeds, OUT, opts, names=arms,
+                jobs=jobs, train_nets=[FIRE2_NET])
+    rows = {}
+    for arm in arms:
+        runs = res[arm]["runs"]
+        missing = [s for s in seeds if s not in runs or f"{KEYS[-1][0]}/{KEYS[-1][1]}" not in runs[s]]
+        if missing:
+            raise RuntimeError(f"{arm}: seeds {missing} gave no clothes-changing result")
+        rows[arm] = [dict(runs[s], ffm=ffm_found(os.path.join(OUT, arm, f"seed{s}"))) for s in seeds]
+    return rows
 
 
 def main():
@@ -159,11 +142,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = ap.parse_args()
-    os.makedirs(os.path.join(ROOT, "logs"), exist_ok=True)
-    jobs = [(arm, s) for s in args.seeds for arm in args.arms]
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        done = dict(zip(jobs, pool.map(lambda j: run(j[0], j[1], args.opts), jobs)))
-    rows = {arm: [done[(arm, s)] for s in args.seeds] for arm in args.arms}
+    rows = run_all(args.arms, args.seeds, args.opts, args.jobs)
     print(f"\nFIRe² ablation on SyntheticLTCC (configs/Demo/fire2_*_demo.yml), seeds {args.seeds}; "
           f"{os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
     head = "| arm | " + " | ".join(f"{p} {m}" for p, m in KEYS) + " |"
@@ -186,7 +165,7 @@ def main():
         print("| arm | " + " | ".join(name for _, name in FEATURE_KEYS) + " |")
         print("|" + "---|" * (len(FEATURE_KEYS) + 1))
         for arm in rows:
-            deps = [clothes_dependence(os.path.join(ROOT, "logs", "fire2_ablation", arm, f"seed{s}"))
+            deps = [clothes_dependence(os.path.join(OUT, arm, f"seed{s}"))
                     for s in args.seeds]
             cells = [_cell([d[k] for d in deps], "{:.3f}") for k, _ in FEATURE_KEYS]
             print(f"| {NAMES[arm]} | " + " | ".join(cells) + " |")
