@@ -189,16 +189,21 @@ def test_config_keys_and_errors(tmp_path):
         load_fire2_config(str(bad))
 
 
-def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
-    cfg = _tiny_cfg(**{
+def _tiny_epoch(tmp_path):
+    """Overrides for one training epoch and its evaluation on a tiny generated SyntheticLTCC."""
+    return {
         "DATASETS.ROOT": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"),
         "DATASETS.SYNTHETIC.NUM_TRAIN_IDS": 4, "DATASETS.SYNTHETIC.NUM_TEST_IDS": 3,
         "DATASETS.SYNTHETIC.IMAGES_PER_ID": 4, "DATASETS.SYNTHETIC.OUTFITS_PER_ID": 2,
         "DATASETS.SYNTHETIC.HEIGHT": 64, "DATASETS.SYNTHETIC.WIDTH": 32,
         "INPUT.SIZE_TRAIN": [64, 32], "INPUT.SIZE_TEST": [64, 32],
         "SOLVER.IMS_PER_BATCH": 8, "DATALOADER.NUM_INSTANCE": 2, "SOLVER.MAX_EPOCH": 1,
-        "MODEL.FIRE2.FFM.START_EPOCH": 0, "MODEL.FIRE2.TRIPLET_START_EPOCH": 0,
-        "SOLVER.CHECKPOINT_PERIOD": 1, "TEST.EVAL_PERIOD": 1, "TEST.IMS_PER_BATCH": 16})
+        "SOLVER.CHECKPOINT_PERIOD": 1, "TEST.EVAL_PERIOD": 1, "TEST.IMS_PER_BATCH": 16}
+
+
+def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
+    cfg = _tiny_cfg(**_tiny_epoch(tmp_path), **{
+        "MODEL.FIRE2.FFM.START_EPOCH": 0, "MODEL.FIRE2.TRIPLET_START_EPOCH": 0})
     cfg.MODEL.HEADS.NUM_CLASSES = 0
     trainer = FIRe2Trainer(cfg)
     trainer.train()
@@ -221,17 +226,12 @@ def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
 def test_fastreid_baseline_trains_through_fire2s_entry_point_with_the_cc_protocol(tmp_path):
     """BoT's recipe (fast-reid's Baseline meta-arch) on the cloth-changing set through FIRe²'s
     trainer: no FFM hook, and the evaluation reports the clothes-changing protocol."""
-    cfg = load_fire2_config(os.path.join(REPO, "configs", "Demo", "bagtricks_R50_demo.yml"), [
-        "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
-        "DATASETS.NAMES", "('SyntheticLTCC',)", "DATASETS.TESTS", "('SyntheticLTCC',)",
-        "DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(tmp_path / "out"),
-        "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "4", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "3",
-        "DATASETS.SYNTHETIC.IMAGES_PER_ID", "4", "DATASETS.SYNTHETIC.OUTFITS_PER_ID", "2",
-        "DATASETS.SYNTHETIC.HEIGHT", "64", "DATASETS.SYNTHETIC.WIDTH", "32",
-        "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]", "DATALOADER.NUM_WORKERS", "0",
-        "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCH", "1",
-        "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1", "TEST.IMS_PER_BATCH", "16",
-        "MODEL.DEVICE", "cpu"])
+    overrides = {**_tiny_epoch(tmp_path), "MODEL.BACKBONE.DEPTH": "18x",
+                 "MODEL.BACKBONE.FEAT_DIM": 512, "DATASETS.NAMES": "('SyntheticLTCC',)",
+                 "DATASETS.TESTS": "('SyntheticLTCC',)", "DATALOADER.NUM_WORKERS": 0,
+                 "MODEL.DEVICE": "cpu"}
+    cfg = load_fire2_config(os.path.join(REPO, "configs", "Demo", "bagtricks_R50_demo.yml"),
+                            [x for k, v in overrides.items() for x in (k, str(v))])
     assert cfg.MODEL.META_ARCHITECTURE == "Baseline"
     trainer = FIRe2Trainer(cfg)
     assert not any(isinstance(h, FIRe2EpochHook) for h in trainer._hooks)

@@ -67,10 +67,10 @@ _LOADERS: Dict[str, object] = {}
 
 def project_loader(train_net: Optional[str] = None):
     """The config loader of the project whose entry point ``train_net`` is: the plugin's
-    ``load_config`` for ``projects/RGANet/train_net.py`` (and for ``None``), else the
-    ``load_config`` the given ``train_net.py`` exposes. Importing a sibling's entry point also
-    registers its components (FIRe²'s meta-architecture), which the parameter count builds."""
-    if train_net is None or os.path.abspath(train_net) == os.path.abspath(TRAIN_NET):
+    ``load_config`` for ``None`` (RGANet's entry point), else the ``load_config`` the given
+    ``train_net.py`` exposes (RGANet's exposes the plugin's). Importing a sibling's entry point
+    also registers its components (FIRe²'s meta-architecture), which the parameter count builds."""
+    if train_net is None:
         from ..config import load_config
 
         return load_config
@@ -278,21 +278,25 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
     return results
 
 
-def finished_result(cfg_file, seed, run_dir, opts, train_net=None) -> Optional[Dict[str, float]]:
-    """The result of the run in ``run_dir`` if it finished with these settings, else None."""
+def _stored_result(run_dir: str, sha1: str) -> Optional[Dict[str, float]]:
+    """The result stored in ``run_dir`` if it was made with the fingerprint ``sha1``, else None."""
     done = os.path.join(run_dir, RESULT_FILE)
     if not os.path.isfile(done):
         return None
     with open(done) as f:
         have = json.load(f)
-    want = run_fingerprint(cfg_file, seed, opts, train_net)["sha1"]
-    return have["result"] if have.get("sha1") == want else None
+    return have["result"] if have.get("sha1") == sha1 else None
+
+
+def finished_result(cfg_file, seed, run_dir, opts, train_net=None) -> Optional[Dict[str, float]]:
+    """The result of the run in ``run_dir`` if it finished with these settings, else None."""
+    return _stored_result(run_dir, run_fingerprint(cfg_file, seed, opts, train_net)["sha1"])
 
 
 def _run_once(cfg_file, name, seed, run_dir, opts, cwd, train_net=None) -> Dict[str, float]:
     want = run_fingerprint(cfg_file, seed, opts, train_net)
     done = os.path.join(run_dir, RESULT_FILE)
-    have = finished_result(cfg_file, seed, run_dir, opts, train_net)
+    have = _stored_result(run_dir, want["sha1"])
     if have is not None:
         print(f"[{name} seed {seed}] done before: {done}", flush=True)
         return have
@@ -350,6 +354,7 @@ def markdown_table(results: Dict[str, dict], seeds: Sequence[int], protocol: str
     lines = [f"| model | backbone init | {p}R1 (%) | {p}mAP (%) | {p}mINP (%) | training (min) | "
              "parameters (M) | inference (img/s) | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
+    k = lambda m: metric_key(m, protocol)  # noqa: E731
     for name, entry in results.items():
         runs = [entry["runs"][s] for s in seeds if s in entry["runs"]]
         col = lambda k, d=1: _fmt([r[k] for r in runs if k in r], d)  # noqa: E731
@@ -358,7 +363,6 @@ def markdown_table(results: Dict[str, dict], seeds: Sequence[int], protocol: str
                                                 if entry.get("failed") else "")
         if entry.get("missing"):
             done += f" (seed {', '.join(map(str, sorted(entry['missing'])))} not run)"
-        k = lambda m: metric_key(m, protocol)  # noqa: E731
         lines.append(f"| {name} | {entry.get('init', 'n/a')} | {col(k('Rank-1'))} | "
                      f"{col(k('mAP'))} | {col(k('mINP'))} | "
                      f"{col('minutes')} | {params} | {col('images_per_s', 0)} | {done} |")
@@ -381,14 +385,14 @@ def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: 
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4.2))
     for i, metric in enumerate(METRICS):
         means, errs = [], []
+        key = metric_key(metric, protocol)
         for name in names:
             runs = [results[name]["runs"][s] for s in seeds if s in results[name]["runs"]]
-            key = metric_key(metric, protocol)
             m, s = mean_std([r[key] for r in runs if key in r])
             means.append(0.0 if math.isnan(m) else m)
             errs.append(0.0 if math.isnan(s) else s)
         xs = [j + (i - (len(METRICS) - 1) / 2) * width for j in range(len(names))]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=metric_key(metric, protocol))
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=key)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("%")

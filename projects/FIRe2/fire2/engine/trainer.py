@@ -26,7 +26,7 @@ from rganet_plugin.data import build as data_build
 from rganet_plugin.data.datasets.clothes import clothes_of
 from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
 
-from .hooks import FIRe2EpochHook
+from .hooks import FIRe2EpochHook, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ class FIRe2Trainer(DefaultTrainer):
 
     def build_hooks(self):
         ret = super().build_hooks()
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        if hasattr(model, "set_epoch"):  # FIRe²; fast-reid's own meta-archs train as they are
+        if hasattr(unwrap(self.model), "set_epoch"):  # FIRe²; fast-reid's own meta-archs train as they are
             clothes = {it[0]: clothes_of(it) for it in self._train_items}
             ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
