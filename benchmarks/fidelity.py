@@ -51,19 +51,22 @@ def run_record(run, seed, out_root, train_missing):
 
 
 def variant_table(records):
-    lines = ["| variant | seeds | Rank-1 | mAP | AUROC w | AUROC alpha | mean alpha visible / "
-             "covered | regions passing alpha > 0.85 (whole run) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | seeds | Rank-1 | mAP | part mIoU stage 1 / stage 2 | AUROC w | AUROC alpha "
+             "| mean alpha visible / covered | regions passing alpha > 0.85 (whole run) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run, recs in records.items():
         recs = [r for r in recs if r]
         if not recs:
             continue
         res = [r["result"] for r in recs]
         st = [r["mechanism"].get("stage2", {}) for r in recs]
+        s1 = [r["mechanism"].get("stage1", {}) for r in recs]
         bank = [r["mechanism"].get("bank_log") or {} for r in recs]
         lines.append(
             f"| {RUNS[run][1]} | {len(recs)} | {mean_std([x['Rank-1'] for x in res], '{:.1f}')} | "
             f"{mean_std([x['mAP'] for x in res], '{:.1f}')} | "
+            f"{mean_std([x.get('part_miou') for x in s1])} / "
+            f"{mean_std([x.get('part_miou') for x in st])} | "
             f"{mean_std([x.get('auroc_weights') for x in st])} | "
             f"{mean_std([x.get('auroc_alpha') for x in st])} | "
             f"{mean_std([x.get('mean_alpha_visible') for x in st])} / "
