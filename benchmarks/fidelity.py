@@ -3,7 +3,7 @@
 default.
 
     .venv/bin/python benchmarks/fidelity.py [--seeds 0 1 2] [--out logs/mechanism]
-        [--variants rganet_w_mean rganet_mu_text ...]
+        [--variants rganet_w_mean rganet_mu_text ...] [--plot docs/images/fidelity.png]
 
 1. Training variants: each a one-key change of the demo RGANet (``benchmarks/mechanism.py``'s
    ``rganet_*`` runs, trained there and cached per run and seed in ``<out>/<run>_seed<s>``; runs
@@ -73,6 +73,49 @@ def variant_table(records):
             f"{mean_std([x.get('mean_alpha_covered') for x in st])} | "
             f"{mean_std([sum(b.get('total', [])) for b in bank], '{:.0f}')} |")
     return "\n".join(lines)
+
+
+def variant_plot(records, path):
+    """Two panels over the variants: the masks' part mIoU after stage 1 and Rank-1 / mAP, mean
+    and sample std over the seeds (a stage-2-only variant shares the default's stage 1)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def stats(values):
+        v = [x for x in values if x is not None and x == x]
+        if not v:
+            return float("nan"), 0.0
+        return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+    runs = [r for r, recs in records.items() if any(recs)]
+    names = [RUNS[r][1].replace("RGANet, ", "") if r != "rganet" else "default (" + RUNS[r][1]
+             .replace("RGANet, ", "") + ")" for r in runs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.55 * len(runs) + 1.6), sharey=True)
+    y = np.arange(len(runs))
+    miou = [stats([(r["mechanism"].get("stage1") or {}).get("part_miou")
+                   for r in records[run] if r]) for run in runs]
+    ax1.barh(y, [m for m, _ in miou], xerr=[s for _, s in miou], color="#4c72b0", capsize=3)
+    ax1.set_xlabel("part mIoU of the masks after stage 1")
+    ax1.axvline(miou[0][0], color="grey", lw=0.8, ls="--")
+    for i, (m, _) in enumerate(miou):
+        if m != m:
+            ax1.text(0.005, i, "shares the default's stage 1", va="center", fontsize=8)
+    for k, (metric, color) in enumerate((("Rank-1", "#55a868"), ("mAP", "#c44e52"))):
+        st = [stats([r["result"][metric] for r in records[run] if r]) for run in runs]
+        ax2.barh(y + (k - 0.5) * 0.38, [m for m, _ in st], height=0.38, xerr=[s for _, s in st],
+                 color=color, capsize=3, label=metric)
+    ax2.set_xlabel("%")
+    ax2.set_xlim(50, 100)
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    ax1.set_yticks(y)
+    ax1.set_yticklabels(names)
+    ax1.invert_yaxis()
+    n = max(len([r for r in recs if r]) for recs in records.values())
+    fig.suptitle(f"The paper's open choices on the embedded default (mean ± std, {n} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def test_features(seeds, out_root):
@@ -163,6 +206,7 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default=os.path.join(ROOT, "logs", "mechanism"))
     ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    ap.add_argument("--plot", default="", help="also draw the variant table as a bar chart here")
     ap.add_argument("--no-train", action="store_true",
                     help="only report the runs that exist (no training)")
     args = ap.parse_args()
@@ -181,6 +225,9 @@ def main():
         "### Test-time features (eq. 10 and the baseline)", "", feat_md, "",
         f"### The background embedding's start (seed {args.seeds[0]})", "", bg_md])
     print(text)
+    if args.plot:
+        variant_plot(records, args.plot)
+        print(f"plot: {args.plot}")
     with open(os.path.join(args.out, "fidelity.json"), "w") as f:
         json.dump({"variants": records, "features": feat_rows, "background": bg_rows}, f, indent=1)
 
