@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from machine import cpu_model, load_average  # noqa: E402
-from mechanism import RUNS, measure, mean_std, train  # noqa: E402
+from mechanism import RUNS, measure, mean_std, seed_stats, train  # noqa: E402
 
 VARIANTS = [r for r in RUNS if r.startswith("rganet_") and len(RUNS[r]) > 2]
 
@@ -82,15 +82,12 @@ def variant_plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def stats(values):
-        v = [x for x in values if x is not None and x == x]
-        if not v:
-            return float("nan"), 0.0
-        return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    def stats(values):  # (mean, std) for a bar; NaN (no bar) where no seed has the value
+        return (seed_stats(values) or (float("nan"), 0.0))[:2]
 
     runs = [r for r, recs in records.items() if any(recs)]
-    names = [RUNS[r][1].replace("RGANet, ", "") if r != "rganet" else "default (" + RUNS[r][1]
-             .replace("RGANet, ", "") + ")" for r in runs]
+    names = [RUNS[r][1].replace("RGANet, ", "") for r in runs]
+    names = [f"default ({n})" if r == "rganet" else n for r, n in zip(runs, names)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.55 * len(runs) + 1.6), sharey=True)
     y = np.arange(len(runs))
     miou = [stats([(r["mechanism"].get("stage1") or {}).get("part_miou")

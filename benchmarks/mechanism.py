@@ -117,13 +117,21 @@ def measure(run, seed, out, opts):
     return m
 
 
-def mean_std(values, fmt="{:.3f}"):
+def seed_stats(values):
+    """(mean, sample std, count) of the values that exist (None and NaN left out; std 0 for a
+    single value), or None when there are none."""
     v = [x for x in values if x is not None and x == x]
     if not v:
+        return None
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def mean_std(values, fmt="{:.3f}"):
+    stats = seed_stats(values)
+    if stats is None:
         return "n/a"
-    if len(v) == 1:
-        return fmt.format(v[0])
-    return f"{fmt.format(np.mean(v))} ± {fmt.format(np.std(v, ddof=1))}"
+    mean, std, n = stats
+    return fmt.format(mean) if n == 1 else f"{fmt.format(mean)} ± {fmt.format(std)}"
 
 
 def tables(results, runs, seeds):
