@@ -118,6 +118,11 @@ def test_demo_config_two_stages_end_to_end_and_eval_only(tmp_path, capsys):
     assert log.count("Evaluation results for") == 1  # stage 2 only: stage 1 has no ReID eval
     assert "loss_seg" in (out / "prompt_stage" / "metrics.json").read_text()
     assert "Rank-1" in log
+    # each stage logs its effective schedule before it trains (engine/schedule.py)
+    assert log.count("Schedule: ") == 2
+    stage1, stage2 = log.split("Schedule: ")[1:]
+    assert "evaluations: none in this run" in stage1 and "evaluations after epoch 1" in stage2
+    assert stage1.index("Starting training") > 0 and stage2.index("Starting training") > 0
     assert train_main(["--config-file", cfg_file, "--eval-only", *opts,
                        "MODEL.WEIGHTS", str(out / "model_final.pth")]) == 0
 

@@ -129,7 +129,7 @@ def validate(cfg: CfgNode) -> None:
     if not 0.0 <= r.MEMORY.MOMENTUM <= 1.0:
         raise ConfigError(f"MODEL.RGANET.MEMORY.MOMENTUM must be in [0, 1], got {r.MEMORY.MOMENTUM}")
     for key in ("SOLVER.IMS_PER_BATCH", "DATALOADER.NUM_INSTANCE", "TEST.IMS_PER_BATCH",
-                "SOLVER.MAX_EPOCH"):
+                "SOLVER.MAX_EPOCH", "PROMPT_STAGE.MAX_EPOCH"):
         sec, name = key.split(".")
         if cfg[sec][name] < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[sec][name]}")

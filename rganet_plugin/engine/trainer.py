@@ -13,7 +13,9 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
-  the packed output layout the config gives (``modeling.meta_arch.output_layout``).
+  the packed output layout the config gives (``modeling.meta_arch.output_layout``);
+* the LR schedule is checked, ``SOLVER.STEPS`` are the epochs at which the rate decays, and the
+  run's schedule is logged at its start (:class:`~rganet_plugin.engine.schedule.ScheduleMixin`).
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
 from .checkpoint import ModelCheckpointer
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
+from .schedule import ScheduleMixin
 from .stages import is_prompt_stage
 
 logger = logging.getLogger(__name__)
 
 
-class RGANetTrainer(DefaultTrainer):
+class RGANetTrainer(ScheduleMixin, DefaultTrainer):
     def __init__(self, cfg):
         self._train_items = None
         self._num_cameras = 0

@@ -15,6 +15,7 @@ from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
 from ..engine.output_lock import OutputDirBusy, OutputDirLock
+from ..engine.schedule import check_stage_schedules
 from ..engine.stages import plan_stages, train_prompt_stage
 from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
 
@@ -22,10 +23,12 @@ logger = logging.getLogger("rganet_plugin")
 
 
 def setup(args, load=load_config, loggers=(("rganet_plugin", "rganet"),)):
-    """Config (``load(file, opts)``), device, fast-reid's ``default_setup``, seeds and the
-    ``(name, abbreviation)`` loggers that write into ``OUTPUT_DIR/log.txt``. A sibling project
-    (FIRe²) passes its own config loader and logger."""
+    """Config (``load(file, opts)``; for training, its schedule checked), device, fast-reid's
+    ``default_setup``, seeds and the ``(name, abbreviation)`` loggers that write into
+    ``OUTPUT_DIR/log.txt``. A sibling project (FIRe²) passes its own config loader and logger."""
     cfg = load(args.config_file, args.opts)
+    if not args.eval_only:  # a schedule that cannot run stops here, before any data is read
+        check_stage_schedules(cfg)
     resolve_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)

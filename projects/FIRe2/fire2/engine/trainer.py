@@ -11,7 +11,9 @@ What changes relative to ``DefaultTrainer``:
   fast-reid meta-architecture such as BoT's ``Baseline`` trains unchanged, so the toolbox's
   recipes get the clothes-changing protocol through the same entry point);
 * evaluation is :class:`rganet_plugin.evaluation.cloth_changing.ClothChangingEvaluator`: the
-  standard and the clothes-changing protocol (and PRCC's same/changed-clothes split).
+  standard and the clothes-changing protocol (and PRCC's same/changed-clothes split);
+* the LR schedule is the plugin's (:class:`rganet_plugin.engine.schedule.ScheduleMixin`): checked
+  at start-up, ``SOLVER.STEPS`` the epochs at which the rate decays, summarised in the log.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
 from rganet_plugin.data.datasets.clothes import clothes_of
+from rganet_plugin.engine.schedule import ScheduleMixin
 from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
 
 from .hooks import FIRe2EpochHook, unwrap
@@ -33,7 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FIRe2Trainer"]
 
 
-class FIRe2Trainer(DefaultTrainer):
+class FIRe2Trainer(ScheduleMixin, DefaultTrainer):
     def __init__(self, cfg):
         self._train_items = None
         super().__init__(cfg)
