@@ -44,7 +44,8 @@ MULTISTEP = "MultiStepLR"
 
 def warmup_epochs(cfg, iters_per_epoch: int) -> int:
     """Epochs that hold warm-up iterations (fast-reid subtracts this many from a cosine's span)."""
-    return math.ceil(cfg.SOLVER.WARMUP_ITERS / iters_per_epoch) if cfg.SOLVER.WARMUP_ITERS > 0 else 0
+    w = cfg.SOLVER.WARMUP_ITERS
+    return math.ceil(w / iters_per_epoch) if w > 0 else 0
 
 
 def held_epochs(cfg, iters_per_epoch: int) -> int:
@@ -70,9 +71,7 @@ def check_schedule(cfg, iters_per_epoch: Optional[int] = None,
     s = cfg.SOLVER
     if evaluates is None:
         evaluates = not is_prompt_stage(cfg)
-    ipe = iters_per_epoch
-    if s.MAX_EPOCH < 1:
-        raise ConfigError(f"SOLVER.MAX_EPOCH must be >= 1, got {s.MAX_EPOCH}")
+    ipe = iters_per_epoch  # (MAX_EPOCH >= 1: config.setup.validate)
     if ipe is not None and ipe < 1:
         raise ConfigError(
             f"the training set is smaller than one batch of SOLVER.IMS_PER_BATCH "
@@ -82,7 +81,7 @@ def check_schedule(cfg, iters_per_epoch: Optional[int] = None,
     if evaluates:
         periods.append(("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD, "evaluations"))
     for key, period, what in periods:
-        if period < 1:  # fast-reid's hooks divide by it (ZeroDivisionError after an epoch)
+        if period < 1:  # fast-reid's hooks divide by it: a crash after an epoch / at the end
             raise ConfigError(
                 f"{key} must be >= 1 (epochs between {what}), got {period}. Use {key} "
                 f"{s.MAX_EPOCH} for {what} at the end of the run only.")
@@ -104,7 +103,8 @@ def check_schedule(cfg, iters_per_epoch: Optional[int] = None,
             if len(fixes) == 1:  # both: neither alone is enough
                 fixes.append(_at_most("SOLVER.DELAY_EPOCHS", s.MAX_EPOCH - 1) + " with "
                              + _at_most("SOLVER.WARMUP_ITERS", (s.MAX_EPOCH - 1) * (ipe or 0)))
-            cause = f"SOLVER.DELAY_EPOCHS {s.DELAY_EPOCHS}" if s.DELAY_EPOCHS >= w_epochs else w_text
+            cause = (f"SOLVER.DELAY_EPOCHS {s.DELAY_EPOCHS}" if s.DELAY_EPOCHS >= w_epochs
+                     else w_text)
             raise ConfigError(
                 f"SOLVER.SCHED {COSINE} has no epoch left to anneal over: SOLVER.MAX_EPOCH "
                 f"{s.MAX_EPOCH} minus {cause} leaves {span}. Use " + " or ".join(fixes) + ".")
@@ -243,8 +243,8 @@ def schedule_summary(cfg, iters_per_epoch: int, start_epoch: int = 0, evaluates:
     s, ipe = cfg.SOLVER, iters_per_epoch
     n, total = s.MAX_EPOCH, s.MAX_EPOCH * iters_per_epoch
     lrs = lr_per_epoch(cfg, ipe)
-    head = (f"Schedule: {n} epoch{'s' * (n != 1)} x {ipe} iterations = {total} iterations (epochs counted from "
-            f"0), {s.SCHED}, learning rate of SOLVER.BASE_LR's parameters"
+    head = (f"Schedule: {n} epoch{'s' * (n != 1)} x {ipe} iterations = {total} iterations "
+            f"(epochs counted from 0), {s.SCHED}, learning rate of SOLVER.BASE_LR's parameters"
             + (f"; resuming at epoch {start_epoch}" if start_epoch else "") + ":")
     lines = []
     w = min(warmup_epochs(cfg, ipe), n)
