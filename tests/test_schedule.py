@@ -8,7 +8,6 @@ import re
 import sys
 
 import pytest
-import torch
 from fastreid.engine.train_loop import HookBase
 from fastreid.solver import build_lr_scheduler as fastreid_build_lr_scheduler
 
