@@ -13,7 +13,8 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
-  the packed output layout the config gives (``modeling.meta_arch.output_layout``).
+  the packed output layout that the config's meta-architecture class gives
+  (``modeling.meta_arch.layout_for``).
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ class RGANetTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         from ..evaluation import WeightedRegionEvaluator
-        from ..modeling.meta_arch import output_layout
+        from ..modeling.meta_arch import layout_for
 
         data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
-        return data_loader, WeightedRegionEvaluator(cfg, num_query, output_layout(cfg), output_dir)
+        return data_loader, WeightedRegionEvaluator(cfg, num_query, layout_for(cfg), output_dir)
