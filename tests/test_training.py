@@ -257,3 +257,26 @@ def test_config_is_completed_from_the_checkpoint_shapes():
     cfg.MODEL.HEADS.NUM_CLASSES = 5  # an explicit value is kept
     complete_cfg_from_checkpoint(cfg, {"heads.weight": torch.zeros(9, 8)})
     assert cfg.MODEL.HEADS.NUM_CLASSES == 5
+
+
+def test_precise_bn_on_another_dataset_leaves_the_training_set_alone(tmp_path):
+    """fast-reid's PreciseBN hook asks build_train_loader again with DATASETS.NAMES =
+    TEST.PRECISE_BN.DATASET: the memory bank still starts from the training set's images, and the
+    PreciseBN loader reads its own set."""
+    from fastreid.engine.hooks import PreciseBN
+
+    from rganet_plugin.data import build as data_build
+
+    cfg = small_cfg(tmp_path, region_mode="stripes", epochs=1, extra=[
+        "TEST.PRECISE_BN.ENABLED", "True", "TEST.PRECISE_BN.DATASET", "SyntheticLTCC",
+        "TEST.PRECISE_BN.NUM_ITER", "1", "DATASETS.SYNTHETIC.IMAGES_PER_ID", "6"])
+    trainer = RGANetTrainer(cfg)
+    train_paths = sorted(it[0] for it in data_build.train_items(cfg))
+    assert "Occluded_Duke" in train_paths[0]
+    assert sorted(it[0] for it in trainer.train_items) == train_paths
+    bank_paths = sorted(it[0] for it in trainer._memory_init_loader().dataset.img_items)
+    assert bank_paths == train_paths
+    precise = [h for h in trainer._hooks if isinstance(h, PreciseBN)]
+    assert len(precise) == 1
+    pbn_paths = {it[0] for it in precise[0]._data_loader.dataset.img_items}
+    assert pbn_paths and not pbn_paths & set(train_paths)
