@@ -35,24 +35,18 @@ from fastreid.utils.events import get_event_storage
 from torch import nn
 
 from ...config.setup import ConfigError
-from ..backbones.clip_text import CLIP_BACKBONE, build_text_tower
-from ..backbones.clip_weights import clip_model_embed_dim, shared_clip_models
+from ...config.regions import num_regions
+from ..backbones.clip_choice import clip_choice
+from ..backbones.clip_text import build_text_tower
+from ..backbones.clip_weights import shared_clip_models
 from ..heads.build import build_region_head
 from ..heads.prompts import build_prompts, initial_background
-from ..heads.rganet_region_head import region_dim
 from ..losses import confidence_weighted_id_loss
 from ..outputs import FeatureLayout
 
 #: fast-reid's ViT builder gives the class token as a 1x1 map; regions need the patch tokens
 FASTREID_VIT = "build_vit_backbone"
 TOKEN_MAP_VIT = "build_vit_tokens_backbone"
-
-
-def backbone_out_dim(cfg) -> int:
-    """Channels of the backbone's feature map: the CLIP ViT's joint space, else
-    ``MODEL.BACKBONE.FEAT_DIM`` (fast-reid's convention)."""
-    b = cfg.MODEL.BACKBONE
-    return clip_model_embed_dim(b.CLIP.NAME) if b.NAME == CLIP_BACKBONE else int(b.FEAT_DIM)
 
 
 def layout_for(cfg) -> FeatureLayout:
@@ -106,7 +100,7 @@ class RGANet(Baseline):
         check_region_backbone(cfg)
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim = backbone_out_dim(cfg)  # what fast-reid's heads read
+        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim = clip_choice(cfg).feat_dim  # fast-reid's heads read it
         with shared_clip_models():  # the backbone's CLIP also gives the text tower
             kw = super().from_config(cfg)  # backbone, global head, fast-reid's loss settings
             r = cfg.MODEL.RGANET
@@ -130,12 +124,12 @@ class RGANet(Baseline):
     @classmethod
     def output_layout(cls, cfg) -> FeatureLayout:
         """The layout of the packed row a model of this class built from ``cfg`` returns."""
-        feat_dim = backbone_out_dim(cfg)
-        gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or feat_dim
-        r = cfg.MODEL.RGANET
-        if r.REGION_MODE == "none" or cfg.TEST.RGANET.GLOBAL_ONLY:
+        choice = clip_choice(cfg)
+        gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or choice.feat_dim
+        n = num_regions(cfg)
+        if n == 0 or cfg.TEST.RGANET.GLOBAL_ONLY:
             return FeatureLayout(gdim)
-        return FeatureLayout(gdim, len(r.CLASS_NAMES), region_dim(cfg, feat_dim))
+        return FeatureLayout(gdim, n, choice.region_dim)
 
     def keep_prompts(self, prompts: nn.Module, tower: nn.Module) -> None:
         """The ReID model keeps only the prototypes the prompts gave (see the prompt learner)."""
