@@ -4,7 +4,7 @@ What changes relative to ``DefaultTrainer`` (everything else - optimizer, LR sch
 checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fast-reid's):
 
 * datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``);
-  the training set once, in ``__init__`` (``train_set.TrainingSetOwner``: fast-reid's PreciseBN
+  the training set once, in ``__init__`` (``datasets.PluginDatasets``: fast-reid's PreciseBN
   hook asks ``build_train_loader`` again for another dataset);
 * the number of cameras is filled into ``MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS`` like fast-reid fills
   ``NUM_CLASSES``;
@@ -30,12 +30,12 @@ from ..data.pseudo_masks import build_pseudo_mask_set
 from .checkpoint import ModelCheckpointer
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
 from .stages import is_prompt_stage
-from .train_set import TrainingSetOwner
+from .datasets import PluginDatasets
 
 logger = logging.getLogger(__name__)
 
 
-class RGANetTrainer(TrainingSetOwner, DefaultTrainer):
+class RGANetTrainer(PluginDatasets, DefaultTrainer):
     # ------------------------------------------------------------------ data
     @classmethod
     def build_train_set(cls, cfg, items):
@@ -80,10 +80,6 @@ class RGANetTrainer(TrainingSetOwner, DefaultTrainer):
         return ret
 
     # ------------------------------------------------------------------ evaluation
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return data_build.build_test_loader(cfg, dataset_name)
-
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         from ..evaluation import WeightedRegionEvaluator

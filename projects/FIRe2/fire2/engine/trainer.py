@@ -5,7 +5,7 @@ What changes relative to ``DefaultTrainer``:
 
 * datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``),
   so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids; the training
-  set is built once (``rganet_plugin.engine.train_set``), so FFM clusters the training set even
+  set is built once (``rganet_plugin.engine.datasets``), so FFM clusters the training set even
   when fast-reid's PreciseBN hook builds a loader of another;
 * the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
   replaces the fine-grained classifier's weight every epoch (its number of classes changes);
@@ -24,7 +24,7 @@ from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
 from rganet_plugin.data.datasets.clothes import clothes_of
-from rganet_plugin.engine.train_set import TrainingSetOwner
+from rganet_plugin.engine.datasets import PluginDatasets
 from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
 
 from .hooks import FIRe2EpochHook, unwrap
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FIRe2Trainer"]
 
 
-class FIRe2Trainer(TrainingSetOwner, DefaultTrainer):
+class FIRe2Trainer(PluginDatasets, DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model, contiguous=False)
@@ -49,10 +49,6 @@ class FIRe2Trainer(TrainingSetOwner, DefaultTrainer):
             clothes = {it[0]: clothes_of(it) for it in self.train_items}
             ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return data_build.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
