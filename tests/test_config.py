@@ -37,7 +37,7 @@ def test_every_shipped_config_loads(path):
 
 def test_ablation_rows_are_configs():
     rows = {
-        "baseline": ("none", None, None), "stripes": ("stripes", False, False),
+        "clip_baseline": ("none", None, None), "stripes": ("stripes", False, False),
         "stripes_dai": ("stripes", True, False), "stripes_iai": ("stripes", False, True),
         "stripes_dai_iai": ("stripes", True, True), "rgm": ("rgm", False, False),
         "rgm_dai": ("rgm", True, False), "rgm_iai": ("rgm", False, True),

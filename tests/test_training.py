@@ -145,7 +145,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     opts = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
                     "MODEL.RGANET.REGION_MODE", "none", "SOLVER.MAX_EPOCH", "2",
                     "TEST.EVAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2"]
-    cfg_file = os.path.join(ROOT, "configs", "Demo", "baseline_demo.yml")
+    cfg_file = os.path.join(ROOT, "configs", "Demo", "clip_baseline_demo.yml")
     assert train_main(["--config-file", cfg_file, *opts]) == 0
     bad = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(tmp_path / "ev"),
                    "MODEL.RGANET.REGION_MODE", "stripes", "MODEL.WEIGHTS",
