@@ -110,3 +110,18 @@ def test_fastreids_vit_builder_with_region_heads_is_refused(make_cfg, mode):
     cfg.MODEL.BACKBONE.NAME = "build_vit_backbone"
     with pytest.raises(ConfigError, match="build_vit_tokens_backbone"):
         build_model(cfg)
+
+
+def test_a_registered_subclass_gets_the_automatic_stage1(make_cfg, my_rganet):
+    """The stage plan asks the class too: a registered RGANet subclass with learnable prompts and
+    no MODEL.WEIGHTS runs stage 1 first, as RGANet does."""
+    from rganet_plugin.engine.stages import is_prompt_stage, plan_stages
+
+    cfg = make_cfg("rgm", prompt="learnable")
+    cfg.defrost()
+    cfg.MODEL.META_ARCHITECTURE = my_rganet
+    assert plan_stages(cfg) == ["prompt", "reid"] and not is_prompt_stage(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "Baseline"
+    assert plan_stages(cfg) == ["reid"]
+    cfg.MODEL.META_ARCHITECTURE = "RGANetPromptLearner"
+    assert plan_stages(cfg) == ["prompt"] and is_prompt_stage(cfg)

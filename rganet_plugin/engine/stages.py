@@ -14,9 +14,11 @@ import os
 import time
 from typing import List
 
+from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils import comm
 
 from ..config.setup import ConfigError
+from ..modeling.meta_arch import RGANet, RGANetPromptLearner
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +26,15 @@ PROMPT_LEARNER = "RGANetPromptLearner"
 STAGE1_FINGERPRINT = "stage1_fingerprint.json"
 
 
+def _meta_arch(cfg):
+    """The registered class of ``MODEL.META_ARCHITECTURE`` (None if unknown: building says so)."""
+    return META_ARCH_REGISTRY._obj_map.get(cfg.MODEL.META_ARCHITECTURE)
+
+
 def is_prompt_stage(cfg) -> bool:
-    """Does ``cfg`` build the prompt-learning model (stage 1)?"""
-    return cfg.MODEL.META_ARCHITECTURE == PROMPT_LEARNER
+    """Does ``cfg`` build the prompt-learning model (stage 1, or a registered subclass of it)?"""
+    cls = _meta_arch(cfg)
+    return cls is not None and issubclass(cls, RGANetPromptLearner)
 
 
 def plan_stages(cfg) -> List[str]:
@@ -39,7 +47,8 @@ def plan_stages(cfg) -> List[str]:
     if is_prompt_stage(cfg):
         return ["prompt"]
     r = cfg.MODEL.RGANET
-    learnable = (cfg.MODEL.META_ARCHITECTURE == "RGANet" and r.REGION_MODE == "rgm"
+    cls = _meta_arch(cfg)
+    learnable = (cls is not None and issubclass(cls, RGANet) and r.REGION_MODE == "rgm"
                  and r.PROMPT.TYPE == "learnable")
     if learnable and not cfg.MODEL.WEIGHTS:
         if cfg.PROMPT_STAGE.AUTO:
