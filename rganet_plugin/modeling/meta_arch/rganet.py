@@ -80,7 +80,8 @@ class RGANet(Baseline):
                  region_head=None, prompts=None, text_tower=None,
                  layout: FeatureLayout = FeatureLayout(0), global_only_output: bool = False,
                  pre_bn_output: bool = False):
-        """NOTE: experimental, like fast-reid's ``Baseline.__init__``."""
+        """From a config (``RGANet(cfg)``, through :meth:`from_config`) or from its parts, as
+        fast-reid's ``Baseline``; ``prompts`` / ``text_tower`` go to :meth:`keep_prompts`."""
         super().__init__(backbone=backbone, heads=heads, pixel_mean=pixel_mean,
                          pixel_std=pixel_std, loss_kwargs=loss_kwargs)
         self.region_head = region_head
@@ -133,10 +134,6 @@ class RGANet(Baseline):
 
     def keep_prompts(self, prompts: nn.Module, tower: nn.Module) -> None:
         """The ReID model keeps only the prototypes the prompts gave (see the prompt learner)."""
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
 
     # ------------------------------------------------------------------ forward
     def preprocess_image(self, batched_inputs) -> torch.Tensor:
