@@ -5,7 +5,7 @@ print their accuracy side by side (issue: "RGANet should beat the baseline on oc
     .venv/bin/python benchmarks/demo_ablation.py [--seeds 0 1 2] [--out logs/demo_ablation]
         [KEY VALUE ...]   # extra config overrides for every run
 
-Each run is ``projects/RGANet/train_net.py`` with ``configs/Demo/<name>_demo.yml`` in a fresh
+Each run is ``projects/RGANet/train_net.py`` with its ``configs/Demo/*_demo.yml`` in a fresh
 process, so the numbers are exactly what the README's demo command gives.
 """
 import argparse
@@ -16,6 +16,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = [("baseline", "CLIP baseline (row 0)"), ("stripes", "fixed stripes + DAI + IAI (row 4)"),
         ("rganet", "RGANet: RGM + DAI + IAI (row 8)")]
+CONFIGS = {"baseline": "clip_baseline_demo.yml", "stripes": "stripes_demo.yml",
+           "rganet": "rganet_demo.yml"}
 
 sys.path.insert(0, ROOT)
 # one helper trains a config in its own process and reads its result (also used by mechanism.py
@@ -35,7 +37,7 @@ def main():
         for name in args.runs:
             out = os.path.join(args.out, f"{name}_seed{seed}")
             try:
-                res = train_config(os.path.join(ROOT, "configs", "Demo", f"{name}_demo.yml"),
+                res = train_config(os.path.join(ROOT, "configs", "Demo", CONFIGS[name]),
                                    name, seed, out, args.opts)
             except RunFailed as e:
                 raise SystemExit(str(e)) from None

@@ -39,7 +39,7 @@ from machine import cpu_model, load_average  # noqa: E402
 # run -> (config, title[, config overrides]); the rganet_* variants are the paper's open choices
 # (docs/fidelity.md): each differs from "rganet" by one key.
 RUNS = {
-    "baseline": ("configs/Demo/baseline_demo.yml", "CLIP baseline (Table V row 0)"),
+    "baseline": ("configs/Demo/clip_baseline_demo.yml", "CLIP baseline (Table V row 0)"),
     "stripes": ("configs/Demo/stripes_demo.yml", "stripes + DAI + IAI (row 4)"),
     "rganet": ("configs/Demo/rganet_demo.yml", "RGANet, learnable prompt (row 8)"),
     "rganet_template": ("configs/Demo/rganet_template_demo.yml",

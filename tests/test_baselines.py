@@ -335,7 +335,7 @@ def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monke
 def test_compare_refuses_bad_entry_points(tmp_path):
     from rganet_plugin.tools import compare
 
-    cfg = os.path.join(CONFIGS, "Demo", "baseline_demo.yml")
+    cfg = os.path.join(CONFIGS, "Demo", "clip_baseline_demo.yml")
     with pytest.raises(ValueError, match="2 entry points for 1 configs"):
         compare.sweep([cfg], [0], str(tmp_path), train_nets=["a.py", "b.py"])
     with pytest.raises(FileNotFoundError, match="--train-net: no such file"):
@@ -393,7 +393,7 @@ def test_compare_bad_input(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="config file not found"):
         compare.sweep([str(tmp_path / "nope.yml")], [0], str(tmp_path))
-    cfg = os.path.join(CONFIGS, "Demo", "baseline_demo.yml")
+    cfg = os.path.join(CONFIGS, "Demo", "clip_baseline_demo.yml")
     with pytest.raises(ValueError, match="share a row name"):
         compare.sweep([cfg, cfg], [0], str(tmp_path))
     with pytest.raises(ValueError, match="2 names for 1 configs"):

@@ -21,7 +21,9 @@ BENCHMARKS = {
 }
 NEW = ("OccludedREID", "PartialREID", "PartialiLIDS", "Market1501", "MSMT17")
 
-CASES = [(bench, variant) for bench in BENCHMARKS for variant in ("rganet", "baseline")]
+CASES = [(bench, variant) for bench in BENCHMARKS for variant in ("rganet", "clip_baseline")]
+#: the output folders kept their names when baseline.yml became clip_baseline.yml
+OUTPUT = {"rganet": "rganet", "clip_baseline": "baseline"}
 
 
 def _path(bench, variant):
@@ -37,13 +39,13 @@ def test_config_loads_and_names_registered_datasets(bench, variant):
     registered = DATASET_REGISTRY._obj_map
     for name in tuple(cfg.DATASETS.NAMES) + tuple(cfg.DATASETS.TESTS):
         assert name in registered, f"{bench}/{variant}.yml names unregistered dataset {name!r}"
-    assert cfg.OUTPUT_DIR == f"logs/{bench}/{variant}"
+    assert cfg.OUTPUT_DIR == f"logs/{bench}/{OUTPUT[variant]}"
 
 
 @pytest.mark.parametrize("bench", NEW)
 def test_rganet_and_baseline_differ_only_by_the_region_branch(bench):
     rga = load_config(_path(bench, "rganet"))
-    base = load_config(_path(bench, "baseline"))
+    base = load_config(_path(bench, "clip_baseline"))
     assert rga.MODEL.META_ARCHITECTURE == base.MODEL.META_ARCHITECTURE == "RGANet"
     assert rga.MODEL.RGANET.REGION_MODE == "rgm"
     assert rga.MODEL.RGANET.RAM.DAI and rga.MODEL.RGANET.RAM.IAI
@@ -59,7 +61,7 @@ def test_rganet_and_baseline_differ_only_by_the_region_branch(bench):
 
 
 @pytest.mark.parametrize("bench", ("OccludedREID", "PartialREID", "PartialiLIDS"))
-@pytest.mark.parametrize("variant", ("rganet", "baseline"))
+@pytest.mark.parametrize("variant", ("rganet", "clip_baseline"))
 def test_test_only_configs_train_exactly_like_market1501(bench, variant):
     """Their comments say a model trained with configs/Market1501/<variant>.yml can be evaluated
     on them with --eval-only: everything but the test set and the output folder must match."""
@@ -69,3 +71,32 @@ def test_test_only_configs_train_exactly_like_market1501(bench, variant):
         c.DATASETS.TESTS = ()
         c.OUTPUT_DIR = ""
     assert cfg.dump() == market.dump()
+
+
+def test_each_dataset_folder_names_its_datasets_once():
+    """The method files of a dataset folder inherit its datasets (Base-<Dataset>.yml, or the file
+    the others build on; the test-only sets inherit Market-1501's files and change only the
+    test set). fast-reid's recipes are the exception: like upstream's per-dataset files, each
+    sits on its recipe base (../FastReID/Base-*.yml) and names its datasets itself."""
+    import glob
+
+    folders = sorted({os.path.dirname(p) for p in
+                      glob.glob(os.path.join(ROOT, "configs", "*", "*.yml"))})
+    checked = 0
+    for folder in folders:
+        if os.path.basename(folder) in ("Demo", "FastReID"):
+            continue
+        writers = []
+        for path in sorted(glob.glob(os.path.join(folder, "*.yml"))):
+            text = open(path).read()
+            if "_BASE_: ../FastReID/" in text:
+                continue
+            if "NAMES:" in text:
+                writers.append(os.path.basename(path))
+            checked += 1
+        assert len(writers) <= 1, f"{folder}: {writers} all name the training set"
+    assert checked > 20
+    for bench in ("OccludedREID", "PartialREID", "PartialiLIDS"):
+        for variant in ("rganet", "clip_baseline"):
+            text = open(_path(bench, variant)).read()
+            assert f"_BASE_: ../Market1501/{variant}.yml" in text

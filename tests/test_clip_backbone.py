@@ -175,3 +175,66 @@ def test_sequence_first_transformer_gives_the_same_features():
             a = bb.forward_features(x)["global"].float()
             b = ref.encode_image(x).float()
     assert torch.allclose(a, b, atol=0.1, rtol=0.05)
+
+
+def _widths(name):
+    import open_clip
+
+    from rganet_plugin.modeling.backbones.clip_weights import register_plugin_model_configs
+
+    register_plugin_model_configs()
+    return open_clip.get_model_config(name)["embed_dim"]
+
+
+def test_clip_choice_says_which_clip_and_how_wide(make_cfg):
+    """One function answers which CLIP (image side, text side) and how wide (backbone map,
+    regions) for every kind of config."""
+    from rganet_plugin.modeling.backbones.clip_choice import CLIPSpec, clip_choice
+
+    tiny, small = _widths("RGANet-Tiny-ViT"), _widths("RGANet-Small-ViT")
+    assert tiny != small
+    cfg = make_cfg("rgm")
+    c = clip_choice(cfg)
+    assert c.image == c.text == CLIPSpec("RGANet-Tiny-ViT", "", "openai", False)
+    assert (c.feat_dim, c.region_dim) == (tiny, tiny)
+    cfg.MODEL.RGANET.TEXT_ENCODER.NAME = "RGANet-Small-ViT"  # another CLIP's text, random weights
+    c = clip_choice(cfg)
+    assert c.image.name == "RGANet-Tiny-ViT" and c.text == CLIPSpec("RGANet-Small-ViT")
+    assert (c.feat_dim, c.region_dim) == (tiny, small)
+    cfg.MODEL.RGANET.TEXT_DIM = 40
+    assert clip_choice(cfg).region_dim == 40
+    # a fast-reid backbone: no image CLIP, its FEAT_DIM; stripes keep that width, RGM the text's
+    res = make_cfg("stripes")
+    res.MODEL.BACKBONE.NAME, res.MODEL.BACKBONE.FEAT_DIM = "build_resnet_backbone", 2048
+    c = clip_choice(res)
+    assert c.image is None and c.text.name == "RGANet-Tiny-ViT" and not c.text.pretrain
+    assert (c.feat_dim, c.region_dim) == (2048, 2048)
+    res.MODEL.RGANET.REGION_MODE = "rgm"
+    assert clip_choice(res).region_dim == tiny
+
+
+@pytest.mark.parametrize("text_clip", ["", "RGANet-Small-ViT"])
+def test_the_model_is_built_as_clip_choice_says(make_cfg, text_clip):
+    """The backbone, the text tower, the region head and the output layout all follow the one
+    answer; N comes from num_regions (here a 2-class list)."""
+    from fastreid.modeling.meta_arch import build_model
+
+    from rganet_plugin.config.regions import num_regions, region_classes
+    from rganet_plugin.modeling.backbones.clip_choice import clip_choice
+
+    cfg = make_cfg("rgm", prompt="learnable", num_classes=3)
+    cfg.MODEL.META_ARCHITECTURE = "RGANetPromptLearner"  # keeps its text tower
+    cfg.MODEL.RGANET.CLASS_NAMES = ["upper body", "lower body"]
+    cfg.MODEL.RGANET.TEXT_ENCODER.NAME = text_clip
+    c = clip_choice(cfg)
+    model = build_model(cfg)
+    assert model.backbone.feat_dim == c.feat_dim
+    assert model.text_tower.embed_dim == c.region_dim == _widths(text_clip or "RGANet-Tiny-ViT")
+    assert (c.text == c.image) == (text_clip == "")
+    head = model.region_head
+    assert head.dim == c.region_dim and head.num_regions == num_regions(cfg) == 2
+    assert head.class_names == region_classes(cfg) and len(model.prompts.class_names) == 2
+    assert model.layout.num_regions == 2 and model.layout.region_dim == c.region_dim
+    assert head.prototypes.shape == (2, c.region_dim)
+    cfg.MODEL.RGANET.REGION_MODE = "none"
+    assert num_regions(cfg) == 0 and region_classes(cfg) == []

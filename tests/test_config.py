@@ -37,7 +37,7 @@ def test_every_shipped_config_loads(path):
 
 def test_ablation_rows_are_configs():
     rows = {
-        "baseline": ("none", None, None), "stripes": ("stripes", False, False),
+        "clip_baseline": ("none", None, None), "stripes": ("stripes", False, False),
         "stripes_dai": ("stripes", True, False), "stripes_iai": ("stripes", False, True),
         "stripes_dai_iai": ("stripes", True, True), "rgm": ("rgm", False, False),
         "rgm_dai": ("rgm", True, False), "rgm_iai": ("rgm", False, True),
@@ -104,3 +104,20 @@ def test_cuda_without_gpu_falls_back_with_a_warning(caplog, monkeypatch):
         resolve_device(cfg)
     assert cfg.MODEL.DEVICE == "cpu"
     assert "no CUDA device" in caplog.text
+
+
+def test_stage1_config_alone_has_the_fingerprint_of_the_automatic_stage1():
+    """configs/OccludedDuke/rganet_prompt_stage.yml writes into rganet.yml's prompt_stage folder:
+    it trains stage 1 exactly as rganet.yml's automatic stage 1 would, so their settings records
+    match and the stage-2 run reuses the result."""
+    from rganet_plugin.engine.stages import prompt_stage_cfg, stage_fingerprint
+
+    folder = os.path.join(ROOT, "configs", "OccludedDuke")
+    alone = load_config(os.path.join(folder, "rganet_prompt_stage.yml"))
+    auto = prompt_stage_cfg(load_config(os.path.join(folder, "rganet.yml")))
+    assert alone.OUTPUT_DIR == auto.OUTPUT_DIR
+    assert stage_fingerprint(alone)["sha1"] == stage_fingerprint(auto)["sha1"]
+    other = alone.clone()
+    other.defrost()
+    other.SOLVER.MAX_EPOCH = 31  # what changes the learned prompts changes the record
+    assert stage_fingerprint(other)["sha1"] != stage_fingerprint(auto)["sha1"]

@@ -43,7 +43,7 @@ def test_the_output_layout_follows_from_the_config(make_cfg, overrides):
     it must be the layout of what the model returns."""
     from fastreid.modeling.meta_arch import build_model
 
-    from rganet_plugin.modeling.meta_arch import output_layout
+    from rganet_plugin.modeling.meta_arch import layout_for
 
     cfg = make_cfg()
     cfg.defrost()
@@ -52,11 +52,11 @@ def test_the_output_layout_follows_from_the_config(make_cfg, overrides):
     model = build_model(cfg).eval()
     with torch.no_grad():
         out = model({"images": torch.rand(2, 3, 256, 128) * 255})
-    layout = output_layout(cfg)
+    layout = layout_for(cfg)
     assert model.layout == layout and out.shape == (2, layout.total_dim)
     # a fast-reid meta-architecture: one global feature of whatever width it has
     cfg.MODEL.META_ARCHITECTURE = "Baseline"
-    assert output_layout(cfg).num_regions == 0 and output_layout(cfg).global_dim == 0
+    assert layout_for(cfg).num_regions == 0 and layout_for(cfg).global_dim == 0
 
 
 @pytest.mark.parametrize("old", sorted(RENAMED_KEYS))

@@ -238,3 +238,23 @@ def test_fastreid_baseline_trains_through_fire2s_entry_point_with_the_cc_protoco
     trainer.train()
     res = trainer._last_eval_results
     assert res["cloth_changing/num_queries"] > 0 and 0.0 <= res["cloth_changing/mAP"] <= 100.0
+
+
+def test_ffm_clusters_the_training_set_when_precise_bn_reads_another(tmp_path):
+    """fast-reid's PreciseBN hook builds a loader of TEST.PRECISE_BN.DATASET through
+    build_train_loader: FFM's features and clothes ids stay those of DATASETS.NAMES."""
+    from fastreid.engine.hooks import PreciseBN
+
+    cfg = _tiny_cfg(**{
+        **_tiny_epoch(tmp_path), "TEST.PRECISE_BN.ENABLED": True,
+        "TEST.PRECISE_BN.DATASET": "SyntheticOccludedDuke", "TEST.PRECISE_BN.NUM_ITER": 1,
+        "DATASETS.SYNTHETIC.OUTFITS_PER_ID": 0,  # OccludedDuke has one outfit per identity
+        "DATASETS.SYNTHETIC.IMAGES_PER_ID": 6})
+    trainer = FIRe2Trainer(cfg)
+    ltcc = {it[0] for it in trainer.train_items}
+    assert ltcc and all("LTCC" in p for p in ltcc)
+    assert {it[0] for it in trainer._feature_loader().dataset.img_items} == ltcc
+    ffm = next(h for h in trainer._hooks if isinstance(h, FIRe2EpochHook))
+    assert set(ffm._clothes) == ltcc
+    pbn = next(h for h in trainer._hooks if isinstance(h, PreciseBN))
+    assert not {it[0] for it in pbn._data_loader.dataset.img_items} & ltcc

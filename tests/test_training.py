@@ -150,7 +150,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     opts = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
                     "MODEL.RGANET.REGION_MODE", "none", "SOLVER.MAX_EPOCH", "2",
                     "TEST.EVAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2"]
-    cfg_file = os.path.join(ROOT, "configs", "Demo", "baseline_demo.yml")
+    cfg_file = os.path.join(ROOT, "configs", "Demo", "clip_baseline_demo.yml")
     assert train_main(["--config-file", cfg_file, *opts]) == 0
     bad = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(tmp_path / "ev"),
                    "MODEL.RGANET.REGION_MODE", "stripes", "MODEL.WEIGHTS",
@@ -262,3 +262,54 @@ def test_config_is_completed_from_the_checkpoint_shapes():
     cfg.MODEL.HEADS.NUM_CLASSES = 5  # an explicit value is kept
     complete_cfg_from_checkpoint(cfg, {"heads.weight": torch.zeros(9, 8)})
     assert cfg.MODEL.HEADS.NUM_CLASSES == 5
+
+
+def test_precise_bn_on_another_dataset_leaves_the_training_set_alone(tmp_path):
+    """fast-reid's PreciseBN hook asks build_train_loader again with DATASETS.NAMES =
+    TEST.PRECISE_BN.DATASET: the memory bank still starts from the training set's images, and the
+    PreciseBN loader reads its own set."""
+    from fastreid.engine.hooks import PreciseBN
+
+    from rganet_plugin.data import build as data_build
+
+    cfg = small_cfg(tmp_path, region_mode="stripes", epochs=1, extra=[
+        "TEST.PRECISE_BN.ENABLED", "True", "TEST.PRECISE_BN.DATASET", "SyntheticLTCC",
+        "TEST.PRECISE_BN.NUM_ITER", "1", "DATASETS.SYNTHETIC.IMAGES_PER_ID", "6"])
+    trainer = RGANetTrainer(cfg)
+    train_paths = sorted(it[0] for it in data_build.train_items(cfg))
+    assert "Occluded_Duke" in train_paths[0]
+    assert sorted(it[0] for it in trainer.train_items) == train_paths
+    bank_paths = sorted(it[0] for it in trainer._memory_init_loader().dataset.img_items)
+    assert bank_paths == train_paths
+    precise = [h for h in trainer._hooks if isinstance(h, PreciseBN)]
+    assert len(precise) == 1
+    pbn_paths = {it[0] for it in precise[0]._data_loader.dataset.img_items}
+    assert pbn_paths and not pbn_paths & set(train_paths)
+
+
+def test_stage1_run_alone_records_its_settings_and_stage2_reuses_it(tmp_path):
+    """Stage 1 on its own (MODEL.META_ARCHITECTURE RGANetPromptLearner, into OUTPUT_DIR/prompt_stage,
+    as configs/OccludedDuke/rganet_prompt_stage.yml does) writes its settings record, so the
+    stage-2 run of the same settings reuses it instead of calling it stale and training it again."""
+    from rganet_plugin.engine.stages import STAGE1_FINGERPRINT
+
+    out = tmp_path / "out"
+    cfg_file = os.path.join(ROOT, "configs", "Demo", "rganet_demo.yml")
+    common = SMALL + ["DATASETS.ROOT", str(tmp_path / "data"), "PROMPT_STAGE.MAX_EPOCH", "1",
+                      "PROMPT_STAGE.BASE_LR", "0.01"]
+    stage1 = common + ["MODEL.META_ARCHITECTURE", "RGANetPromptLearner",
+                       "OUTPUT_DIR", str(out / "prompt_stage"), "SOLVER.MAX_EPOCH", "1",
+                       "SOLVER.BASE_LR", "0.01", "SOLVER.STEPS", "[]", "SOLVER.WARMUP_ITERS", "0",
+                       "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1000"]
+    assert train_main(["--config-file", cfg_file, *stage1]) == 0
+    final1 = out / "prompt_stage" / "model_final.pth"
+    assert (out / "prompt_stage" / STAGE1_FINGERPRINT).is_file()
+    made = final1.stat().st_mtime_ns
+    stage2 = common + ["OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", "1", "SOLVER.STEPS", "[100]",
+                       "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "1",
+                       "SOLVER.CHECKPOINT_PERIOD", "1"]
+    assert train_main(["--config-file", cfg_file, *stage2]) == 0
+    log = (out / "log.txt").read_text()
+    assert "already done with these settings" in log
+    assert not [p for p in os.listdir(out) if p.startswith("prompt_stage.stale-")]
+    assert final1.stat().st_mtime_ns == made and (out / "model_final.pth").is_file()

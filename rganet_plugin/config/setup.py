@@ -9,6 +9,7 @@ import torch
 from fastreid.config import CfgNode, get_cfg
 
 from .defaults import add_rganet_config
+from .regions import num_regions
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def validate(cfg: CfgNode) -> None:
         if node not in allowed:
             raise ConfigError(f"{key} = {node!r}; expected one of {list(allowed)}")
     r = cfg.MODEL.RGANET
-    if r.REGION_MODE != "none" and len(r.CLASS_NAMES) < 1:
+    if r.REGION_MODE != "none" and num_regions(cfg) < 1:
         raise ConfigError("MODEL.RGANET.CLASS_NAMES is empty: at least one region class is needed")
     if cfg.MODEL.META_ARCHITECTURE == "RGANetPromptLearner" and (
             r.REGION_MODE != "rgm" or r.PROMPT.TYPE != "learnable"):

@@ -28,6 +28,7 @@ from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from PIL import Image
 
+from ..config.regions import region_classes
 from .part_labels import apply_table, canonical_to_class_table
 
 
@@ -104,4 +105,4 @@ def build_pseudo_mask_set(cfg, items) -> PseudoMaskDataset:
     for k in ("FLIP", "PADDING", "CROP", "REA", "RPT", "AFFINE", "AUTOAUG", "AUGMIX", "CJ"):
         c.INPUT[k].ENABLED = False
     return PseudoMaskDataset(items, build_transforms(c, is_train=True), cfg.INPUT.SIZE_TRAIN,
-                             cfg.DATASETS.PSEUDO_MASKS.DIR, cfg.MODEL.RGANET.CLASS_NAMES)
+                             cfg.DATASETS.PSEUDO_MASKS.DIR, region_classes(cfg))

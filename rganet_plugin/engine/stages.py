@@ -14,9 +14,11 @@ import os
 import time
 from typing import List
 
+from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils import comm
 
 from ..config.setup import ConfigError
+from ..modeling.meta_arch import RGANet, RGANetPromptLearner
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +26,15 @@ PROMPT_LEARNER = "RGANetPromptLearner"
 STAGE1_FINGERPRINT = "stage1_fingerprint.json"
 
 
+def _meta_arch(cfg):
+    """The registered class of ``MODEL.META_ARCHITECTURE`` (None if unknown: building says so)."""
+    return META_ARCH_REGISTRY._obj_map.get(cfg.MODEL.META_ARCHITECTURE)
+
+
 def is_prompt_stage(cfg) -> bool:
-    """Does ``cfg`` build the prompt-learning model (stage 1)?"""
-    return cfg.MODEL.META_ARCHITECTURE == PROMPT_LEARNER
+    """Does ``cfg`` build the prompt-learning model (stage 1, or a registered subclass of it)?"""
+    cls = _meta_arch(cfg)
+    return cls is not None and issubclass(cls, RGANetPromptLearner)
 
 
 def plan_stages(cfg) -> List[str]:
@@ -39,7 +47,8 @@ def plan_stages(cfg) -> List[str]:
     if is_prompt_stage(cfg):
         return ["prompt"]
     r = cfg.MODEL.RGANET
-    learnable = (cfg.MODEL.META_ARCHITECTURE == "RGANet" and r.REGION_MODE == "rgm"
+    cls = _meta_arch(cfg)
+    learnable = (cls is not None and issubclass(cls, RGANet) and r.REGION_MODE == "rgm"
                  and r.PROMPT.TYPE == "learnable")
     if learnable and not cfg.MODEL.WEIGHTS:
         if cfg.PROMPT_STAGE.AUTO:
@@ -70,12 +79,20 @@ def prompt_stage_cfg(cfg):
 
 
 def stage_fingerprint(c) -> dict:
-    """What a stage-1 result depends on: its whole config but the output folder and the run-time
-    device (model, prompts, data, pseudo masks, solver, seed), hashed."""
+    """What a stage-1 result depends on: its whole config (model, prompts, data, pseudo masks,
+    solver, seed), hashed, but what leaves the learned prompts alone: the output folder, the
+    run-time device, when to checkpoint and evaluate (stage 1 has no evaluation), and
+    ``PROMPT_STAGE`` (how a stage-2 config derives and checks its stage 1; the derived
+    ``SOLVER`` values are in the config). So stage 1 run on its own
+    (``configs/OccludedDuke/rganet_prompt_stage.yml``) and the stage 1 that ``rganet.yml`` derives
+    have one fingerprint when they train the same way."""
     d = c.clone()
     d.defrost()
     d.OUTPUT_DIR = ""
     d.MODEL.DEVICE = ""
+    d.SOLVER.CHECKPOINT_PERIOD = 0
+    d.TEST.EVAL_PERIOD = 0
+    d.pop("PROMPT_STAGE", None)
     text = d.dump()
     h = hashlib.sha1(text.encode())
     path = c.MODEL.BACKBONE.PRETRAIN_PATH
@@ -119,14 +136,44 @@ def train_prompt_stage(cfg, resume: bool = False) -> str:
             resume = False
     logger.info("Stage 1: learning the prompt context (%d epochs) into %s", c.SOLVER.MAX_EPOCH,
                 c.OUTPUT_DIR)
+    _train(c, resume, before=lambda: _write_record(stamp, want))
+    return final
+
+
+def train_prompt_stage_alone(c, resume: bool = False) -> str:
+    """Stage 1 from a stage-1 config (``MODEL.META_ARCHITECTURE RGANetPromptLearner``), trained
+    into its ``OUTPUT_DIR`` as fast-reid trains any config, with the record of its settings
+    written when it is done: a stage-2 config whose automatic stage 1 (``OUTPUT_DIR/prompt_stage``)
+    has the same settings then reuses it instead of calling it stale. The record of an earlier
+    run is removed first, so a run that stops half-way leaves no record next to an older
+    ``model_final.pth`` (that folder is then stale, moved aside by a stage-2 run)."""
+    stamp = os.path.join(c.OUTPUT_DIR, STAGE1_FINGERPRINT)
+    want = stage_fingerprint(c)
+
+    def forget():
+        if os.path.isfile(stamp):
+            os.remove(stamp)
+
+    _train(c, resume, before=forget, after=lambda: _write_record(stamp, want))
+    return os.path.join(c.OUTPUT_DIR, "model_final.pth")
+
+
+def _write_record(stamp: str, fingerprint: dict) -> None:
+    os.makedirs(os.path.dirname(stamp), exist_ok=True)
+    with open(stamp, "w") as f:
+        json.dump(fingerprint, f)
+
+
+def _train(c, resume: bool, before=None, after=None) -> None:
+    """Train the stage-1 config ``c``; ``before`` (after the trainer is built) and ``after``
+    run on the main process only."""
     from .trainer import RGANetTrainer
 
     trainer = RGANetTrainer(c)
-    if comm.is_main_process():
-        os.makedirs(c.OUTPUT_DIR, exist_ok=True)
-        with open(stamp, "w") as f:
-            json.dump(want, f)
+    if before is not None and comm.is_main_process():
+        before()
     trainer.resume_or_load(resume=resume)
     trainer.train()
     comm.synchronize()
-    return final
+    if after is not None and comm.is_main_process():
+        after()

@@ -4,6 +4,8 @@ What changes relative to ``DefaultTrainer`` (everything else - optimizer, LR sch
 checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fast-reid's):
 
 * datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``);
+  the training set once, in ``__init__`` (``datasets.PluginDatasets``: fast-reid's PreciseBN
+  hook asks ``build_train_loader`` again for another dataset);
 * the number of cameras is filled into ``MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS`` like fast-reid fills
   ``NUM_CLASSES``;
 * hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
@@ -13,7 +15,8 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
-  the packed output layout the config gives (``modeling.meta_arch.output_layout``);
+  the packed output layout that the config's meta-architecture class gives
+  (``modeling.meta_arch.layout_for``).
 * the LR schedule is checked, ``SOLVER.STEPS`` are the epochs at which the rate decays, and the
   run's schedule is logged at its start (:class:`~rganet_plugin.engine.schedule.ScheduleMixin`).
 """
@@ -21,8 +24,6 @@ from __future__ import annotations
 
 import logging
 
-from fastreid.data.common import CommDataset
-from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 
@@ -32,27 +33,18 @@ from .checkpoint import ModelCheckpointer
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
 from .schedule import ScheduleMixin
 from .stages import is_prompt_stage
+from .datasets import PluginDatasets
 
 logger = logging.getLogger(__name__)
 
 
-class RGANetTrainer(ScheduleMixin, DefaultTrainer):
-    def __init__(self, cfg):
-        self._train_items = None
-        self._num_cameras = 0
-        super().__init__(cfg)
-
+class RGANetTrainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
     # ------------------------------------------------------------------ data
-    def build_train_loader(self, cfg):
-        logger.info("Prepare training set")
-        items = data_build.train_items(cfg)
-        self._train_items = items
+    @classmethod
+    def build_train_set(cls, cfg, items):
         if is_prompt_stage(cfg):
-            train_set = build_pseudo_mask_set(cfg, items)
-        else:
-            train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
-        self._num_cameras = train_set.num_cameras
-        return data_build.build_train_loader(cfg, train_set)
+            return build_pseudo_mask_set(cfg, items)
+        return super().build_train_set(cfg, items)
 
     def auto_scale_hyperparams(self, cfg, num_classes):
         cfg = DefaultTrainer.auto_scale_hyperparams(cfg, num_classes)
@@ -60,14 +52,14 @@ class RGANetTrainer(ScheduleMixin, DefaultTrainer):
         if sie.ENABLED and sie.NUM_CAMERAS == 0:
             frozen = cfg.is_frozen()
             cfg.defrost()
-            sie.NUM_CAMERAS = self._num_cameras
-            logger.info("Auto-scaling SIE.NUM_CAMERAS=%d", self._num_cameras)
+            sie.NUM_CAMERAS = self.train_set.num_cameras
+            logger.info("Auto-scaling SIE.NUM_CAMERAS=%d", sie.NUM_CAMERAS)
             if frozen:
                 cfg.freeze()
         return cfg
 
     def _memory_init_loader(self):
-        return data_build.train_feature_loader(self.cfg, self._train_items)
+        return data_build.train_feature_loader(self.cfg, self.train_items)
 
     # ------------------------------------------------------------------ hooks
     def build_hooks(self):
@@ -92,13 +84,9 @@ class RGANetTrainer(ScheduleMixin, DefaultTrainer):
 
     # ------------------------------------------------------------------ evaluation
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return data_build.build_test_loader(cfg, dataset_name)
-
-    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         from ..evaluation import WeightedRegionEvaluator
-        from ..modeling.meta_arch import output_layout
+        from ..modeling.meta_arch import layout_for
 
         data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
-        return data_loader, WeightedRegionEvaluator(cfg, num_query, output_layout(cfg), output_dir)
+        return data_loader, WeightedRegionEvaluator(cfg, num_query, layout_for(cfg), output_dir)

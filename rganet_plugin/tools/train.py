@@ -16,7 +16,7 @@ from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
 from ..engine.output_lock import OutputDirBusy, OutputDirLock
 from ..engine.schedule import check_stage_schedules
-from ..engine.stages import plan_stages, train_prompt_stage
+from ..engine.stages import plan_stages, train_prompt_stage, train_prompt_stage_alone
 from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
 
 logger = logging.getLogger("rganet_plugin")
@@ -50,7 +50,11 @@ def run(args):
         model = RGANetTrainer.build_model(cfg)
         ModelCheckpointer(model, strict=True).load_checkpoint(checkpoint, cfg.MODEL.WEIGHTS)
         return RGANetTrainer.test(cfg, model)
-    if plan_stages(cfg) == ["prompt", "reid"]:
+    stages = plan_stages(cfg)
+    if stages == ["prompt"]:  # stage 1 on its own: trained, and its settings recorded
+        train_prompt_stage_alone(cfg, resume=args.resume)
+        return {}
+    if stages == ["prompt", "reid"]:
         weights = train_prompt_stage(cfg, resume=args.resume)
         cfg.defrost()
         cfg.MODEL.WEIGHTS = weights

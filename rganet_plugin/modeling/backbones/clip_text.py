@@ -15,9 +15,9 @@ import open_clip
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
+from .clip_choice import CLIP_BACKBONE, clip_choice
 
-CLIP_BACKBONE = "build_clip_vit_backbone"
+logger = logging.getLogger(__name__)
 
 
 class CLIPTextTower(nn.Module):
@@ -76,27 +76,15 @@ class CLIPTextTower(nn.Module):
         return self.encode_embeddings(self.embed_tokens(tokens), tokens)
 
 
-def text_encoder_spec(cfg):
-    """``(name, pretrain_path, pretrained_tag, pretrain)`` of the CLIP whose text tower the region
-    head uses: the backbone's own CLIP when the backbone is the CLIP ViT and
-    ``MODEL.RGANET.TEXT_ENCODER`` is not set, else ``TEXT_ENCODER`` (its ``NAME`` falling back to
-    ``MODEL.BACKBONE.CLIP.NAME``)."""
-    t, b = cfg.MODEL.RGANET.TEXT_ENCODER, cfg.MODEL.BACKBONE
-    if b.NAME == CLIP_BACKBONE and not (t.NAME or t.PRETRAIN_PATH or t.PRETRAINED_TAG):
-        return b.CLIP.NAME, b.PRETRAIN_PATH, b.CLIP.PRETRAINED_TAG, bool(b.PRETRAIN)
-    return (t.NAME or b.CLIP.NAME, t.PRETRAIN_PATH, t.PRETRAINED_TAG,
-            bool(t.PRETRAIN_PATH or t.PRETRAINED_TAG))
-
-
 def build_text_tower(cfg) -> CLIPTextTower:
-    """The text tower of :func:`text_encoder_spec`. Inside ``clip_weights.shared_clip_models()``
-    it comes from the very CLIP model the backbone was built from."""
+    """The text tower of the config's text CLIP (``clip_choice(cfg).text``). Inside
+    ``clip_weights.shared_clip_models()`` it comes from the very CLIP model the backbone was built
+    from."""
     from .clip_vit import clip_model_from_cfg
 
-    name, path, tag, pretrain = text_encoder_spec(cfg)
-    if not pretrain and cfg.MODEL.BACKBONE.NAME != CLIP_BACKBONE:
+    choice = clip_choice(cfg)
+    spec = choice.text
+    if not spec.pretrain and choice.image is None:
         logger.warning("RGANet text tower %s has random weights: set MODEL.RGANET.TEXT_ENCODER."
-                       "PRETRAIN_PATH (or PRETRAINED_TAG) for meaningful prototypes", name)
-    model = clip_model_from_cfg(cfg, name=name, pretrain_path=path, pretrained_tag=tag,
-                                pretrain=pretrain)
-    return CLIPTextTower(model, name)
+                       "PRETRAIN_PATH (or PRETRAINED_TAG) for meaningful prototypes", spec.name)
+    return CLIPTextTower(clip_model_from_cfg(cfg, spec), spec.name)

@@ -22,6 +22,7 @@ import torch
 from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from torch import nn
 
+from .clip_choice import CLIPSpec, clip_choice
 from .clip_weights import (build_clip_model, clip_embed_dim, interpolate_pos_embed,
                            optional_path, patch_grid)
 
@@ -112,23 +113,18 @@ def _run_sequence_first(transformer: nn.Module) -> None:
         b.attn.batch_first = False
 
 
-def clip_model_from_cfg(cfg, name: Optional[str] = None, pretrain_path: Optional[str] = None,
-                        pretrained_tag: Optional[str] = None, pretrain: Optional[bool] = None):
-    c = cfg.MODEL.BACKBONE
-    return build_clip_model(
-        name or c.CLIP.NAME,
-        cfg.INPUT.SIZE_TRAIN,
-        pretrain=c.PRETRAIN if pretrain is None else pretrain,
-        pretrain_path=optional_path(c.PRETRAIN_PATH if pretrain_path is None else pretrain_path),
-        pretrained_tag=c.CLIP.PRETRAINED_TAG if pretrained_tag is None else pretrained_tag,
-    )
+def clip_model_from_cfg(cfg, spec: CLIPSpec):
+    """The CLIP ``spec`` (one side of :func:`~.clip_choice.clip_choice`) at the training size."""
+    return build_clip_model(spec.name, cfg.INPUT.SIZE_TRAIN, pretrain=spec.pretrain,
+                            pretrain_path=optional_path(spec.pretrain_path),
+                            pretrained_tag=spec.pretrained_tag)
 
 
 @BACKBONE_REGISTRY.register()
 def build_clip_vit_backbone(cfg) -> CLIPViTBackbone:
     """``MODEL.BACKBONE.NAME: build_clip_vit_backbone``; options under ``MODEL.BACKBONE.CLIP``."""
     c = cfg.MODEL.BACKBONE.CLIP
-    model = clip_model_from_cfg(cfg)
+    model = clip_model_from_cfg(cfg, clip_choice(cfg).image)
     num_cams = c.SIE.NUM_CAMERAS if c.SIE.ENABLED else 0
     if c.SIE.ENABLED and num_cams <= 0:
         raise ValueError("MODEL.BACKBONE.CLIP.SIE.ENABLED needs SIE.NUM_CAMERAS > 0 (the trainer "

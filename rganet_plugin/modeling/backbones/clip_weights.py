@@ -13,6 +13,7 @@ With ``MODEL.BACKBONE.PRETRAIN False`` the model keeps its random initialisation
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import zipfile
@@ -39,23 +40,27 @@ def register_plugin_model_configs() -> None:
         _registered = True
 
 
-_shared: Optional[Dict[tuple, object]] = None  # open while a model is being constructed
+#: the models built while :func:`shared_clip_models` is open (its only writer); ``None`` outside.
+#: A context variable, not a module global: a model built in another thread or task does not see
+#: (or fill) the one being built here.
+_shared: contextvars.ContextVar[Optional[Dict[tuple, object]]] = contextvars.ContextVar(
+    "rganet_shared_clip_models", default=None)
 
 
 @contextlib.contextmanager
 def shared_clip_models():
     """While open, :func:`build_clip_model` returns the same model for the same arguments: the
     image tower (the backbone) and the text tower (the region head's prototypes) of one model
-    come from one CLIP, with one read of its weights, even when they are built apart."""
-    global _shared
-    outer = _shared
-    if outer is None:
-        _shared = {}
+    come from one CLIP, with one read of its weights, even when they are built apart. Opened by
+    ``RGANet.from_config`` around building one model; closed, the models are forgotten."""
+    if _shared.get() is not None:  # nested: the outer one owns the cache
+        yield
+        return
+    token = _shared.set({})
     try:
         yield
     finally:
-        if outer is None:
-            _shared = None
+        _shared.reset(token)
 
 
 def clip_model_embed_dim(name: str) -> int:
@@ -73,11 +78,12 @@ def build_clip_model(name: str, image_size: Optional[Sequence[int]], pretrain: b
     the architecture's own size)."""
     key = (name, tuple(image_size) if image_size is not None else None, bool(pretrain),
            pretrain_path, pretrained_tag)
-    if _shared is not None and key in _shared:
-        return _shared[key]
+    shared = _shared.get()
+    if shared is not None and key in shared:
+        return shared[key]
     model = _build_clip_model(name, image_size, pretrain, pretrain_path, pretrained_tag)
-    if _shared is not None:
-        _shared[key] = model
+    if shared is not None:
+        shared[key] = model
     return model
 
 

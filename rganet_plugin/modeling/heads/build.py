@@ -14,6 +14,9 @@ heads live in their own registry, ``REGION_HEAD_REGISTRY``, and are chosen by
 * ``backbone(images)`` returns a feature map ``(B, C, H, W)`` with ``C = in_dim``, the
   backbone's output width (``MODEL.BACKBONE.FEAT_DIM``; the CLIP ViT's joint space). Any grid
   ``H x W`` works (16x8 for a ViT-B/16 at 256x128, 16x8 for a ResNet-50 with last stride 1).
+* fast-reid's own ViT builder (``build_vit_backbone``) returns only the class token, a 1x1 map:
+  ``RGANet`` refuses it with region heads and names ``build_vit_tokens_backbone`` (the same ViT
+  handing out its patch tokens as the map).
 * Optionally ``backbone.forward_features(images[, camids])`` returning
   ``{"feature_map": (B, C, H, W), "global": (B, C)}`` when the global feature is not the average of
   the map (e.g. the class token); the meta-architecture then feeds ``global`` to the global head.

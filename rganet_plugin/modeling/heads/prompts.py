@@ -18,6 +18,7 @@ from typing import List
 import torch
 from torch import nn
 
+from ...config.regions import region_classes
 from ..backbones.clip_text import CLIPTextTower
 
 class TemplatePrompts(nn.Module):
@@ -84,7 +85,7 @@ class LearnablePrompts(nn.Module):
 def build_prompts(cfg, tower: CLIPTextTower) -> nn.Module:
     """``MODEL.RGANET.PROMPT``: a :class:`TemplatePrompts` or a :class:`LearnablePrompts`."""
     p = cfg.MODEL.RGANET.PROMPT
-    names = list(cfg.MODEL.RGANET.CLASS_NAMES)
+    names = region_classes(cfg)
     if p.TYPE == "learnable":
         return LearnablePrompts(names, tower, p.N_CTX, p.CTX_INIT, p.CLASS_SPECIFIC)
     return TemplatePrompts(names, p.TEMPLATE)

@@ -21,23 +21,12 @@ import torch
 from fastreid.utils.events import get_event_storage
 from torch import nn
 
-from ..backbones.clip_text import CLIP_BACKBONE, text_encoder_spec
-from ..backbones.clip_weights import clip_model_embed_dim
+from ...config.regions import region_classes
+from ..backbones.clip_choice import clip_choice
 from .build import REGION_HEAD_REGISTRY
 from .memory_bank import MemoryBank
 from .region_assessment import RegionAssessmentModule
 from .region_generation import FixedStripes, RegionGenerationModule, masked_average_pool
-
-
-def region_dim(cfg, in_dim: int) -> int:
-    """The width ``d`` of region features: ``MODEL.RGANET.TEXT_DIM``, else the joint space of the
-    CLIP that supplies the text (RGM, or stripes on the CLIP backbone), else ``in_dim``."""
-    r = cfg.MODEL.RGANET
-    if r.TEXT_DIM:
-        return int(r.TEXT_DIM)
-    if r.REGION_MODE == "rgm" or cfg.MODEL.BACKBONE.NAME == CLIP_BACKBONE:
-        return clip_model_embed_dim(text_encoder_spec(cfg)[0])
-    return int(in_dim)
 
 
 class RegionBNNeck(nn.Module):
@@ -62,10 +51,10 @@ class RGANetRegionHead(nn.Module):
         super().__init__()
         r = cfg.MODEL.RGANET
         self.mode = r.REGION_MODE
-        self.class_names = list(r.CLASS_NAMES)
+        self.class_names = region_classes(cfg)
         self.num_regions = n = len(self.class_names)
         self.detach_w = r.RAM.DETACH_W
-        self.dim = d = region_dim(cfg, in_dim)
+        self.dim = d = clip_choice(cfg).region_dim
         self.projection = (nn.Conv2d(in_dim, d, kernel_size=1, bias=False)
                            if in_dim != d else nn.Identity())
         if self.mode == "rgm":

@@ -1,2 +1,2 @@
-from .rganet import RGANet, backbone_out_dim, output_layout  # noqa: F401  (registers)
+from .rganet import RGANet, layout_for  # noqa: F401  (registers)
 from .prompt_learner import PROMPT_STAGE_KEYS, RGANetPromptLearner  # noqa: F401  (registers)

@@ -15,106 +15,125 @@ in ``MODEL.WEIGHTS``); the model keeps only the prototypes. The prompt-learning 
 meta-architecture, :class:`~.prompt_learner.RGANetPromptLearner`.
 
 Camera ids are passed to backbones that take them (the CLIP ViT's SIE). At inference the model
-returns one packed row per image, laid out as :func:`output_layout` says (see
-:mod:`rganet_plugin.modeling.outputs`).
+returns one packed row per image, laid out as the class's ``output_layout(cfg)`` says (see
+:mod:`rganet_plugin.modeling.outputs`); :func:`layout_for` asks the registered class of a config.
+
+``RGANet`` is a fast-reid ``Baseline`` (the way fast-reid's PartialReID project extends it): the
+backbone, the global head and every global loss of ``MODEL.LOSSES.NAME`` are ``Baseline``'s; the
+region head and its terms are added.
 """
 from __future__ import annotations
 
 from typing import Dict, Optional
 
 import torch
-from fastreid.modeling.backbones import build_backbone
-from fastreid.modeling.heads import build_heads
-from fastreid.modeling.losses import cross_entropy_loss, log_accuracy, triplet_loss
+from fastreid.config import configurable
+from fastreid.modeling.losses import triplet_loss
+from fastreid.modeling.meta_arch.baseline import Baseline
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils.events import get_event_storage
 from torch import nn
 
-from ..backbones.clip_text import CLIP_BACKBONE, build_text_tower
-from ..backbones.clip_weights import clip_model_embed_dim, shared_clip_models
+from ...config.setup import ConfigError
+from ...config.regions import num_regions
+from ..backbones.clip_choice import clip_choice
+from ..backbones.clip_text import build_text_tower
+from ..backbones.clip_weights import shared_clip_models
 from ..heads.build import build_region_head
 from ..heads.prompts import build_prompts, initial_background
-from ..heads.rganet_region_head import region_dim
 from ..losses import confidence_weighted_id_loss
 from ..outputs import FeatureLayout
 
-RGANET_META_ARCHS = ("RGANet", "RGANetPromptLearner")
+#: fast-reid's ViT builder gives the class token as a 1x1 map; regions need the patch tokens
+FASTREID_VIT = "build_vit_backbone"
+TOKEN_MAP_VIT = "build_vit_tokens_backbone"
 
 
-def backbone_out_dim(cfg) -> int:
-    """Channels of the backbone's feature map: the CLIP ViT's joint space, else
-    ``MODEL.BACKBONE.FEAT_DIM`` (fast-reid's convention)."""
-    b = cfg.MODEL.BACKBONE
-    return clip_model_embed_dim(b.CLIP.NAME) if b.NAME == CLIP_BACKBONE else int(b.FEAT_DIM)
+def layout_for(cfg) -> FeatureLayout:
+    """The layout of what a model built from ``cfg`` returns at inference, as the registered
+    meta-architecture class says (its ``output_layout`` classmethod, so a registered subclass of
+    :class:`RGANet` keeps its regions); a fast-reid meta-architecture without one returns one
+    global feature (of its own width)."""
+    cls = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    own = getattr(cls, "output_layout", None)
+    return own(cfg) if own is not None else FeatureLayout(0)
 
 
-def output_layout(cfg) -> FeatureLayout:
-    """The layout of what a model built from ``cfg`` returns at inference; a fast-reid
-    meta-architecture returns one global feature (of its own width)."""
-    if cfg.MODEL.META_ARCHITECTURE not in RGANET_META_ARCHS:
-        return FeatureLayout(0)
-    feat_dim = backbone_out_dim(cfg)
-    gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or feat_dim
-    r = cfg.MODEL.RGANET
-    if r.REGION_MODE == "none" or cfg.TEST.RGANET.GLOBAL_ONLY:
-        return FeatureLayout(gdim)
-    return FeatureLayout(gdim, len(r.CLASS_NAMES), region_dim(cfg, feat_dim))
+def check_region_backbone(cfg) -> None:
+    """Region heads read a feature map; fast-reid's own ViT builder returns only the class token
+    (a 1x1 map), on which every region would be the same single cell."""
+    if cfg.MODEL.RGANET.REGION_MODE != "none" and cfg.MODEL.BACKBONE.NAME == FASTREID_VIT:
+        raise ConfigError(
+            f"MODEL.BACKBONE.NAME {FASTREID_VIT} gives region heads a 1x1 map (the class token "
+            f"only), so MODEL.RGANET.REGION_MODE {cfg.MODEL.RGANET.REGION_MODE!r} would pool the "
+            f"same cell for every region. Use MODEL.BACKBONE.NAME {TOKEN_MAP_VIT} (the same ViT "
+            f"and weights, giving the patch-token map), or REGION_MODE none.")
 
 
 @META_ARCH_REGISTRY.register()
-class RGANet(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
+class RGANet(Baseline):
+    """fast-reid's ``Baseline`` (backbone, ``MODEL.HEADS`` head, ``MODEL.LOSSES`` on the global
+    feature) plus a region head and its terms; built from a config through ``from_config``."""
+
+    @configurable
+    def __init__(self, *, backbone, heads, pixel_mean, pixel_std, loss_kwargs=None,
+                 region_head=None, prompts=None, text_tower=None,
+                 layout: FeatureLayout = FeatureLayout(0), global_only_output: bool = False,
+                 pre_bn_output: bool = False):
+        """From a config (``RGANet(cfg)``, through :meth:`from_config`) or from its parts, as
+        fast-reid's ``Baseline``; ``prompts`` / ``text_tower`` go to :meth:`keep_prompts`."""
+        super().__init__(backbone=backbone, heads=heads, pixel_mean=pixel_mean,
+                         pixel_std=pixel_std, loss_kwargs=loss_kwargs)
+        self.region_head = region_head
+        if prompts is not None:
+            self.keep_prompts(prompts, text_tower)
+        self.global_from_backbone = hasattr(self.backbone, "forward_features")
+        self._pass_camids = getattr(self.backbone, "accepts_camids", False)
+        self.layout = layout
+        self.global_only_output = global_only_output
+        self.pre_bn_output = pre_bn_output
+        if self.pre_bn_output and not hasattr(self.heads, "pool_layer"):
+            raise ValueError("TEST.RGANET.FEATURES pre_bn needs a global head with a pool_layer "
+                             "(fast-reid's EmbeddingHead)")
+
+    @classmethod
+    def from_config(cls, cfg):
+        check_region_backbone(cfg)
         cfg = cfg.clone()
         cfg.defrost()
-        feat_dim = backbone_out_dim(cfg)
-        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim  # what fast-reid's heads read
+        cfg.MODEL.BACKBONE.FEAT_DIM = feat_dim = clip_choice(cfg).feat_dim  # fast-reid's heads read it
         with shared_clip_models():  # the backbone's CLIP also gives the text tower
-            self.backbone = build_backbone(cfg)
-            self.heads = build_heads(cfg)  # fast-reid's global head (EmbeddingHead)
+            kw = super().from_config(cfg)  # backbone, global head, fast-reid's loss settings
             r = cfg.MODEL.RGANET
-            self.region_head = None
             if r.REGION_MODE == "rgm":
                 tower = build_text_tower(cfg)
                 prompts = build_prompts(cfg, tower)
                 with torch.no_grad():
                     protos = prompts(tower).float()
-                self.region_head = build_region_head(
+                kw["region_head"] = build_region_head(
                     cfg, feat_dim, protos, initial_background(cfg, tower, protos))
-                self.keep_prompts(prompts, tower)
+                kw["prompts"], kw["text_tower"] = prompts, tower
             elif r.REGION_MODE == "stripes":
-                self.region_head = build_region_head(cfg, feat_dim)
-        self.global_from_backbone = hasattr(self.backbone, "forward_features")
-        self._pass_camids = getattr(self.backbone, "accepts_camids", False)
-        self.layout = output_layout(cfg)
-        self.global_only_output = cfg.TEST.RGANET.GLOBAL_ONLY
-        self.pre_bn_output = cfg.TEST.RGANET.FEATURES == "pre_bn"
-        if self.pre_bn_output and not hasattr(self.heads, "pool_layer"):
-            raise ValueError("TEST.RGANET.FEATURES pre_bn needs a global head with a pool_layer "
-                             "(fast-reid's EmbeddingHead)")
-
+                kw["region_head"] = build_region_head(cfg, feat_dim)
         lc = cfg.MODEL.LOSSES
-        self.loss_names = tuple(lc.NAME)
-        self.ce_eps = lc.CE.EPSILON
-        self.ce_alpha = lc.CE.ALPHA
-        self.ce_scale = lc.CE.SCALE
-        self.tri = dict(margin=lc.TRI.MARGIN, norm_feat=lc.TRI.NORM_FEAT,
-                        hard_mining=lc.TRI.HARD_MINING)
-        self.tri_scale = lc.TRI.SCALE
-        self.region_ce_scale = lc.REGION_CE.SCALE
-        self.region_tri_scale = lc.REGION_TRI.SCALE
+        kw["loss_kwargs"].update(region_ce={"scale": lc.REGION_CE.SCALE},
+                                 region_tri={"scale": lc.REGION_TRI.SCALE})
+        kw.update(layout=cls.output_layout(cfg), global_only_output=cfg.TEST.RGANET.GLOBAL_ONLY,
+                  pre_bn_output=cfg.TEST.RGANET.FEATURES == "pre_bn")
+        return kw
 
-        self.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, -1, 1, 1),
-                             False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.MODEL.PIXEL_STD).view(1, -1, 1, 1),
-                             False)
+    @classmethod
+    def output_layout(cls, cfg) -> FeatureLayout:
+        """The layout of the packed row a model of this class built from ``cfg`` returns."""
+        choice = clip_choice(cfg)
+        gdim = cfg.MODEL.HEADS.EMBEDDING_DIM or choice.feat_dim
+        n = num_regions(cfg)
+        if n == 0 or cfg.TEST.RGANET.GLOBAL_ONLY:
+            return FeatureLayout(gdim)
+        return FeatureLayout(gdim, n, choice.region_dim)
 
     def keep_prompts(self, prompts: nn.Module, tower: nn.Module) -> None:
         """The ReID model keeps only the prototypes the prompts gave (see the prompt learner)."""
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
 
     # ------------------------------------------------------------------ forward
     def preprocess_image(self, batched_inputs) -> torch.Tensor:
@@ -151,7 +170,7 @@ class RGANet(nn.Module):
                 targets.zero_()
             g_out = self.heads(glob, targets)
             r_out = self.region_head(fmap, targets) if self.region_head is not None else None
-            return self.losses(g_out, r_out, targets)
+            return self.losses(g_out, targets, r_out)
 
         g_feat = self.heads.pool_layer(glob)[..., 0, 0] if self.pre_bn_output else self.heads(glob)
         if self.region_head is None or self.global_only_output:
@@ -170,24 +189,28 @@ class RGANet(nn.Module):
         return out
 
     # ------------------------------------------------------------------ losses
-    def losses(self, g_out, r_out, targets) -> Dict[str, torch.Tensor]:
-        log_accuracy(g_out["pred_class_logits"].detach(), targets)
-        loss = {}
-        if "CrossEntropyLoss" in self.loss_names:
-            loss["loss_cls"] = cross_entropy_loss(g_out["cls_outputs"], targets, self.ce_eps,
-                                                  self.ce_alpha) * self.ce_scale
-        if "TripletLoss" in self.loss_names:
-            loss["loss_triplet"] = triplet_loss(g_out["features"], targets, **self.tri) * self.tri_scale
-        if r_out is not None:
-            w = r_out["weights"]
-            loss["loss_region_id"] = confidence_weighted_id_loss(
-                r_out["region_logits"], targets, w, max(self.ce_eps, 0.0)) * self.region_ce_scale
-            if "TripletLoss" in self.loss_names and self.region_tri_scale > 0:
-                feats = r_out["region_feats"]
-                loss["loss_region_triplet"] = sum(
-                    triplet_loss(feats[:, j], targets, **self.tri)
-                    for j in range(feats.shape[1])) * self.region_tri_scale
-            self._log_region_stats(r_out)
+    def losses(self, outputs, gt_labels, region_outputs=None) -> Dict[str, torch.Tensor]:
+        """fast-reid's global terms (every loss of ``MODEL.LOSSES.NAME``: CrossEntropy, Triplet,
+        Circle, Cosface) plus the region terms: ``sum_j L_ram(F_j^r)`` (eq. 7) and, with
+        TripletLoss, ``sum_j L_tri(F_j^r)``."""
+        loss = super().losses(outputs, gt_labels)
+        if region_outputs is not None:
+            loss.update(self.region_losses(region_outputs, gt_labels))
+            self._log_region_stats(region_outputs)
+        return loss
+
+    def region_losses(self, r_out, targets) -> Dict[str, torch.Tensor]:
+        kw = self.loss_kwargs
+        ce, tri = kw["ce"], kw["tri"]
+        loss = {"loss_region_id": confidence_weighted_id_loss(
+            r_out["region_logits"], targets, r_out["weights"], max(ce["eps"], 0.0))
+            * kw["region_ce"]["scale"]}
+        if "TripletLoss" in kw["loss_names"] and kw["region_tri"]["scale"] > 0:
+            feats = r_out["region_feats"]
+            loss["loss_region_triplet"] = sum(
+                triplet_loss(feats[:, j], targets, tri["margin"], tri["norm_feat"],
+                             tri["hard_mining"])
+                for j in range(feats.shape[1])) * kw["region_tri"]["scale"]
         return loss
 
     def _log_region_stats(self, r_out) -> None:

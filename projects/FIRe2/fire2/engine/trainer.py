@@ -4,7 +4,9 @@ and the cloth-changing evaluator.
 What changes relative to ``DefaultTrainer``:
 
 * datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``),
-  so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids;
+  so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids; the training
+  set is built once (``rganet_plugin.engine.datasets``), so FFM clusters the training set even
+  when fast-reid's PreciseBN hook builds a loader of another;
 * the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
   replaces the fine-grained classifier's weight every epoch (its number of classes changes);
 * :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch (of a FIRe² model: a
@@ -19,13 +21,12 @@ from __future__ import annotations
 
 import logging
 
-from fastreid.data.common import CommDataset
-from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
 from rganet_plugin.data.datasets.clothes import clothes_of
+from rganet_plugin.engine.datasets import PluginDatasets
 from rganet_plugin.engine.schedule import ScheduleMixin
 from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
 
@@ -36,35 +37,21 @@ logger = logging.getLogger(__name__)
 __all__ = ["FIRe2Trainer"]
 
 
-class FIRe2Trainer(ScheduleMixin, DefaultTrainer):
-    def __init__(self, cfg):
-        self._train_items = None
-        super().__init__(cfg)
-
-    def build_train_loader(self, cfg):
-        items = data_build.train_items(cfg)
-        self._train_items = items
-        train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
-        return data_build.build_train_loader(cfg, train_set)
-
+class FIRe2Trainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model, contiguous=False)
 
     def _feature_loader(self):
-        return data_build.train_feature_loader(self.cfg, self._train_items,
+        return data_build.train_feature_loader(self.cfg, self.train_items,
                                                self.cfg.MODEL.FIRE2.FFM.FEATURE_BATCH)
 
     def build_hooks(self):
         ret = super().build_hooks()
         if hasattr(unwrap(self.model), "set_epoch"):  # FIRe²; fast-reid's own meta-archs train as they are
-            clothes = {it[0]: clothes_of(it) for it in self._train_items}
+            clothes = {it[0]: clothes_of(it) for it in self.train_items}
             ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return data_build.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
