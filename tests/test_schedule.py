@@ -56,7 +56,7 @@ def test_fastreid_alone_shifts_the_steps_by_the_warmup():
     ("LTCC/fire2.yml", 9576 // 32, [20, 40, 60]),
     ("Demo/fire2_demo.yml", 9, [22]),
     ("Demo/rganet_demo.yml", 12, [40, 52]),
-    ("Market1501/baseline.yml", 12936 // 64, [40, 70]),
+    ("Market1501/clip_baseline.yml", 12936 // 64, [40, 70]),
     ("OccludedDuke/bagtricks_R50.yml", 15618 // 64, [40, 90]),
 ])
 def test_the_rate_decays_at_the_epochs_written(file, ipe, steps):
