@@ -45,7 +45,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches)
-from machine import cpu_model  # noqa: E402
+from rganet_analysis.machine import cpu_model  # noqa: E402
 from rganet_plugin.evaluation import (compute_query_ranks, evaluate_topk,  # noqa: E402
                                       global_distance, ranks_to_metrics, search_topk, summarize,
                                       weighted_region_distance, weighted_region_distance_naive)

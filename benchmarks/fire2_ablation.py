@@ -8,7 +8,7 @@ clothes-changing protocol.
 
 Each run is ``projects/FIRe2/train_net.py --config-file configs/Demo/fire2_<arm>_demo.yml`` in its
 own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>/seed<k>``, through
-``rganet_plugin.tools.compare.sweep`` (FIRe²'s entry point): finished runs are read back, not
+``rganet_analysis.compare.sweep`` (FIRe²'s entry point): finished runs are read back, not
 trained again, half-done ones resume.
 A second table says what FFM's last clustering found in the arms with FFM
 (``<run>/fire2_ffm.json``: fine-grained classes per identity against the true outfits, adjusted
@@ -27,8 +27,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.machine import cpu_model, load_average  # noqa: E402
-from rganet_plugin.tools.compare import sweep  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
+from rganet_analysis.compare import sweep  # noqa: E402
 
 FIRE2_NET = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
 OUT = os.path.join(ROOT, "logs", "fire2_ablation")
@@ -78,7 +78,7 @@ def clothes_dependence(out_dir: str) -> dict:
     from fire2.engine import FIRe2Trainer
     from fire2.engine.ffm_report import ffm_report
     from fire2.modeling import cluster_identities
-    from rganet_plugin.data.datasets.clothes import clothes_of
+    from fire2.data.clothes import clothes_of
 
     cfg = load_fire2_config(os.path.join(out_dir, "config.yaml"))
     cfg.MODEL.BACKBONE.PRETRAIN = False

@@ -208,14 +208,13 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
     """A toolbox recipe (BoT, on ResNet-18 here) trained in its own train_net.py process, read
     into the table and chart; the same command again reuses the finished run. (Two configs x two
     seeds, with the training replaced, are in the next test: each real run costs seconds.)"""
-    from rganet_plugin.tools import compare
-    from rganet_plugin.tools.__main__ import main as tools_main
+    from rganet_analysis import compare
 
     configs = [os.path.join(CONFIGS, "Demo", "bagtricks_R50_demo.yml")]
     out = tmp_path / "sweep"
-    argv = ["compare", "--configs", *configs, "--seeds", "0", "--out", str(out), *TINY_SWEEP,
+    argv = ["--configs", *configs, "--seeds", "0", "--out", str(out), *TINY_SWEEP,
             "DATASETS.ROOT", str(tmp_path / "data")]
-    assert tools_main(argv) == 0
+    assert compare.main(argv) == 0
     table = (out / "comparison.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()
             if line.startswith("| ") and "_demo" in line}
@@ -234,7 +233,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(compare.subprocess, "run", no_training)
-    assert tools_main(argv) == 0
+    assert compare.main(argv) == 0
     assert capsys.readouterr().out.count("done before") == 1
     rows_of = lambda text: [line for line in text.splitlines() if line.startswith("|")]  # noqa: E731
     assert rows_of((out / "comparison.md").read_text()) == rows_of(table)  # (the footer has the load)
@@ -242,7 +241,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
 
 def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch):
     """Which runs go on from a checkpoint, which start again (settings changed), which are kept."""
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     calls = []
 
@@ -294,7 +293,7 @@ def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monke
     """FIRe² rows: its entry point trains them, its config loader fingerprints them (RGANet's
     refuses FIRe²'s keys), and --protocol cloth_changing fills the table from that protocol."""
     from rganet_plugin.config.setup import ConfigError
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     fire2_net = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
     arms = [os.path.join(CONFIGS, "Demo", f"{a}.yml") for a in ("fire2_baseline_demo", "fire2_demo")]
@@ -333,7 +332,7 @@ def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monke
 
 
 def test_compare_refuses_bad_entry_points(tmp_path):
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     cfg = os.path.join(CONFIGS, "Demo", "baseline_demo.yml")
     with pytest.raises(ValueError, match="2 entry points for 1 configs"):
@@ -349,7 +348,7 @@ def test_compare_refuses_bad_entry_points(tmp_path):
 def test_compare_overrides_after_the_config_list_are_overrides(tmp_path, monkeypatch):
     """``--configs A.yml B.yml KEY VALUE`` (and after ``--train-net``): argparse's nargs="+" would
     take the keys as configs (seen: "two configs share a row name: [... 'SOLVER', '1' ...]")."""
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     seen = {}
 
@@ -372,7 +371,7 @@ def test_compare_overrides_after_the_config_list_are_overrides(tmp_path, monkeyp
 
 
 def test_compare_table_mean_and_sample_std():
-    from rganet_plugin.tools.compare import markdown_table, mean_std
+    from rganet_analysis.compare import markdown_table, mean_std
 
     m, s = mean_std([50.0, 70.0, 60.0])
     assert m == 60.0 and abs(s - 10.0) < 1e-12  # sqrt((100 + 100 + 0) / 2)
@@ -389,7 +388,7 @@ def test_compare_table_mean_and_sample_std():
 
 
 def test_compare_bad_input(tmp_path):
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     with pytest.raises(FileNotFoundError, match="config file not found"):
         compare.sweep([str(tmp_path / "nope.yml")], [0], str(tmp_path))

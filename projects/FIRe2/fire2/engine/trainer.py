@@ -10,7 +10,7 @@ What changes relative to ``DefaultTrainer``:
 * :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch (of a FIRe² model: a
   fast-reid meta-architecture such as BoT's ``Baseline`` trains unchanged, so the toolbox's
   recipes get the clothes-changing protocol through the same entry point);
-* evaluation is :class:`rganet_plugin.evaluation.cloth_changing.ClothChangingEvaluator`: the
+* evaluation is :class:`fire2.evaluation.cloth_changing.ClothChangingEvaluator`: the
   standard and the clothes-changing protocol (and PRCC's same/changed-clothes split).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from fastreid.engine import DefaultTrainer
 from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
-from rganet_plugin.data.datasets.clothes import clothes_of
-from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
+from ..data.clothes import clothes_of
+from ..evaluation.cloth_changing import ClothChangingEvaluator
 
 from .hooks import FIRe2EpochHook, unwrap
 

@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO_ROOT, "projects", "RGANet", "train_net.py")
 RESULT_FILE = "result.json"
 METRICS = ("Rank-1", "mAP", "mINP")
@@ -71,7 +71,7 @@ def project_loader(train_net: Optional[str] = None):
     ``train_net.py`` exposes (RGANet's exposes the plugin's). Importing a sibling's entry point
     also registers its components (FIRe²'s meta-architecture), which the parameter count builds."""
     if train_net is None:
-        from ..config import load_config
+        from rganet_plugin.config import load_config
 
         return load_config
     path = os.path.abspath(train_net)
@@ -183,7 +183,7 @@ def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str,
                 if re.search(r"(^|\.)\w*head\.weight$", k) and getattr(v, "dim", lambda: 0)() == 2]
         cfg.MODEL.HEADS.NUM_CLASSES = int(rows[0]) if rows else 1
     try:
-        from ..engine.checkpoint import complete_cfg_from_checkpoint
+        from rganet_plugin.engine.checkpoint import complete_cfg_from_checkpoint
 
         complete_cfg_from_checkpoint(cfg, state)
     except Exception:  # noqa: BLE001  (only fills plugin-specific counts)
@@ -406,18 +406,10 @@ def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: 
 
 
 def machine_line() -> str:
-    """The machine, as ``benchmarks/machine.py`` names it (CPU model, cores, load average)."""
-    import importlib.util
-    import platform
+    """The machine, as :mod:`rganet_analysis.machine` names it (CPU model, cores, load average)."""
+    from .machine import cpu_model, load_average
 
-    cpu, load = platform.processor() or platform.machine(), "n/a"
-    path = os.path.join(REPO_ROOT, "benchmarks", "machine.py")
-    if os.path.isfile(path):
-        spec = importlib.util.spec_from_file_location("rganet_benchmarks_machine", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        cpu, load = mod.cpu_model(), mod.load_average()
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {load}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load_average()}"
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")  # MODEL.BACKBONE.DEPTH, not a path

@@ -3,14 +3,14 @@
 ``python -m rganet_plugin.tools pretrain-clip`` drives it. open_clip builds the model (one of the
 plugin's configs, e.g. ``RGANet-Person-ViT``) and supplies the loss (``open_clip.ClipLoss``, the
 symmetric InfoNCE of CLIP with a learned temperature). The data are
-:mod:`rganet_plugin.data.image_text` pairs: captions only, no identities, no masks.
+:mod:`rganet_plugin.synthetic.image_text` pairs: captions only, no identities, no masks.
 
 The run is resumable: every ``ckpt_every`` steps the model, the optimizer, the step and the data
 order go to ``<out>/pretrain_state.pt`` (written atomically); the same command resumes from it
 and refuses a state made with other settings. At the end the weights are written in fp16 as
 ``<out>/<model>.safetensors`` (metadata: settings, generator versions, command), their sha256 in
 ``<out>/<model>.safetensors.sha256``, and the zero-shot checks
-(:mod:`rganet_plugin.evaluation.zero_shot`) of the trained model next to a random one of the same
+(:mod:`rganet_plugin.synthetic.zero_shot`) of the trained model next to a random one of the same
 architecture in ``<out>/zero_shot.json``.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..data.image_text import IMAGE_TEXT_VERSION, build_pairs
-from ..data.datasets.synthetic import DRAWING_VERSION
+from .image_text import IMAGE_TEXT_VERSION, build_pairs
+from .params import DRAWING_VERSION
 from ..modeling.backbones.clip_weights import build_clip_model
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
     """Train, write the weights and the zero-shot report; returns the report."""
     import open_clip
 
-    from ..evaluation.zero_shot import zero_shot_report
+    from .zero_shot import zero_shot_report
 
     os.makedirs(out, exist_ok=True)
     pairs = build_pairs(cache_root, s.num_pairs, s.seed, progress=progress)

@@ -3,14 +3,10 @@ hand-computed references, the optimizer swap, and a few training iterations / on
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "projects", "FIRe2"))
 
 import fire2  # noqa: E402,F401  (registers FIRe2)
 from fastreid.modeling.meta_arch import build_model  # noqa: E402
@@ -22,7 +18,7 @@ from fire2.modeling import (attribute_aware_loss, cluster_identities, k_reciproc
                             recompose, sample_partners)
 from rganet_plugin.config.setup import ConfigError  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _unit(v):
