@@ -17,16 +17,11 @@ from typing import List
 from fastreid.utils import comm
 
 from ..config.setup import ConfigError
+from ..modeling.meta_arch.prompt_learner import PROMPT_LEARNER, is_prompt_stage  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-PROMPT_LEARNER = "RGANetPromptLearner"
 STAGE1_FINGERPRINT = "stage1_fingerprint.json"
-
-
-def is_prompt_stage(cfg) -> bool:
-    """Does ``cfg`` build the prompt-learning model (stage 1)?"""
-    return cfg.MODEL.META_ARCHITECTURE == PROMPT_LEARNER
 
 
 def plan_stages(cfg) -> List[str]:

@@ -27,15 +27,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from .image_text import IMAGE_TEXT_VERSION, build_pairs
+from .image_text import IMAGE_TEXT_VERSION, build_pairs, images_to_tensor  # noqa: F401
 from .params import DRAWING_VERSION
 from ..modeling.backbones.clip_weights import build_clip_model
 
 logger = logging.getLogger(__name__)
 
-#: CLIP's pixel normalisation (0..255 scale), as in the ReID configs.
-PIXEL_MEAN = (122.7709, 116.7460, 104.0937)
-PIXEL_STD = (68.5005, 66.6322, 70.3232)
 STATE_NAME = "pretrain_state.pt"
 
 
@@ -69,14 +66,6 @@ def build_model(name: str, seed: int = 0):
     """A randomly initialised CLIP of architecture ``name`` at its own input size, seeded."""
     torch.manual_seed(seed)
     return build_clip_model(name, None)
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)``."""
-    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def _param_groups(model, weight_decay: float):

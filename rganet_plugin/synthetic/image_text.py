@@ -35,6 +35,7 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+import torch
 
 from .captions import PART_KEYS, caption, colour_name, describe_person
 from .occluders import _make_occluder
@@ -69,6 +70,20 @@ def _scene_phrase(cam: Dict[str, Any], h: int) -> str:
     wall = colour_name(cam["bg"][: h // 2].reshape(-1, 3).mean(axis=0))
     floor = colour_name(cam["bg"][-h // 10:].reshape(-1, 3).mean(axis=0))
     return f"in front of a {wall} building" if wall != floor else f"on a {floor} street"
+
+
+#: CLIP's pixel normalisation (0..255 scale), as in the ReID configs: the pairs' images as the
+#: model reads them (pre-training and the zero-shot checks)
+PIXEL_MEAN = (122.7709, 116.7460, 104.0937)
+PIXEL_STD = (68.5005, 66.6322, 70.3232)
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)``."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,

@@ -69,8 +69,7 @@ def retrieval(img_f: torch.Tensor, txt_f: torch.Tensor, ks=(1, 5)) -> Dict[str, 
 @torch.no_grad()
 def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int = 512,
                      progress: bool = False) -> Dict:
-    from .image_text import build_pairs
-    from .clip_pretrain import images_to_tensor
+    from .image_text import build_pairs, images_to_tensor
 
     model.eval()
     pairs = build_pairs(cache_root, num, seed, start=HELD_APART_START, view="full",

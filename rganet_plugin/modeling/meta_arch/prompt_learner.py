@@ -22,6 +22,12 @@ from .rganet import RGANet
 
 #: checkpoint keys only the prompt learner has (stage 2 loads its checkpoint without them)
 PROMPT_STAGE_KEYS = ("prompts.", "text_tower.")
+PROMPT_LEARNER = "RGANetPromptLearner"
+
+
+def is_prompt_stage(cfg) -> bool:
+    """Does ``cfg`` build the prompt-learning model (stage 1)?"""
+    return cfg.MODEL.META_ARCHITECTURE == PROMPT_LEARNER
 
 
 @META_ARCH_REGISTRY.register()
