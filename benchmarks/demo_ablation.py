@@ -19,7 +19,7 @@ RUNS = [("baseline", "CLIP baseline (row 0)"), ("stripes", "fixed stripes + DAI 
 
 sys.path.insert(0, ROOT)
 # one helper trains a config in its own process and reads its result (also used by mechanism.py
-# and by `python -m rganet_plugin.tools compare`)
+# and by `python -m rganet_analysis.compare`)
 from rganet_analysis.compare import RunFailed, last_result, train_config  # noqa: E402,F401
 
 

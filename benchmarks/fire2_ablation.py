@@ -8,7 +8,7 @@ clothes-changing protocol.
 
 Each run is ``projects/FIRe2/train_net.py --config-file configs/Demo/fire2_<arm>_demo.yml`` in its
 own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>/seed<k>``, through
-``rganet_analysis.compare.sweep`` (FIRe²'s entry point): finished runs are read back, not
+``rganet_analysis.compare.sweep`` (FIRe²'s entry point, ``fire2.tools``): finished runs are read back, not
 trained again, half-done ones resume.
 A second table says what FFM's last clustering found in the arms with FFM
 (``<run>/fire2_ffm.json``: fine-grained classes per identity against the true outfits, adjusted
@@ -30,7 +30,8 @@ sys.path.insert(0, ROOT)
 from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 from rganet_analysis.compare import sweep  # noqa: E402
 
-FIRE2_NET = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
+sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))  # the fire2 package
+FIRE2_NET = "fire2.tools"  # FIRe²'s entry point, run by compare as `python -m fire2.tools`
 OUT = os.path.join(ROOT, "logs", "fire2_ablation")
 
 ARMS = {"baseline": "configs/Demo/fire2_baseline_demo.yml", "ffm": "configs/Demo/fire2_ffm_demo.yml",
@@ -69,7 +70,6 @@ def clothes_dependence(out_dir: str) -> dict:
     left to recognise the person by). Also FFM's clustering (the run's K1, K2, EPS) of the test
     features of each identity against the outfits (``ari``): do the features still split a
     person by outfit?"""
-    sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))
     import torch
     import torch.nn.functional as F
     from fastreid.utils.checkpoint import Checkpointer

@@ -3,6 +3,8 @@ hand-computed references, the optimizer swap, and a few training iterations / on
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -234,3 +236,14 @@ def test_fastreid_baseline_trains_through_fire2s_entry_point_with_the_cc_protoco
     trainer.train()
     res = trainer._last_eval_results
     assert res["cloth_changing/num_queries"] > 0 and 0.0 <= res["cloth_changing/mAP"] <= 100.0
+
+
+def test_entry_point_runs_as_a_module():
+    """``python -m fire2.tools`` is FIRe²'s entry point (what rganet_analysis.compare runs, with
+    the packages this process imported on PYTHONPATH): no repository file is executed."""
+    from rganet_analysis.compare import entry_env
+
+    r = subprocess.run([sys.executable, "-m", "fire2.tools", "--help"], env=entry_env("fire2.tools"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--config-file" in r.stdout
