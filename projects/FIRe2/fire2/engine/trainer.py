@@ -1,10 +1,12 @@
-"""``FIRe2Trainer``: fast-reid's ``DefaultTrainer`` with the plugin's datasets, FFM's epoch hook
-and the cloth-changing evaluator.
+"""``FIRe2Trainer``: the plugin's trainer (:class:`rganet_plugin.engine.RGANetTrainer`, fast-reid's
+``DefaultTrainer`` with the plugin's datasets, checkpointer and hooks) with FFM's epoch hook and
+the cloth-changing evaluator. One trainer base for both methods: data building (the plugin's
+root and keyword arguments, so the cloth-changing loaders' items, ``ClothesItem``, carry their
+clothes ids), the test loader and the checkpointer are the plugin's; the RGANet-only hooks are
+added only to an RGANet model (a region head, the prompt stage).
 
-What changes relative to ``DefaultTrainer``:
+What FIRe² changes:
 
-* datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``),
-  so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids;
 * the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
   replaces the fine-grained classifier's weight every epoch (its number of classes changes);
 * :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch (of a FIRe² model: a
@@ -17,15 +19,13 @@ from __future__ import annotations
 
 import logging
 
-from fastreid.data.common import CommDataset
-from fastreid.data.transforms import build_transforms
-from fastreid.engine import DefaultTrainer
 from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
+from rganet_plugin.engine.trainer import RGANetTrainer
+
 from ..data.clothes import clothes_of
 from ..evaluation.cloth_changing import ClothChangingEvaluator
-
 from .hooks import FIRe2EpochHook, unwrap
 
 logger = logging.getLogger(__name__)
@@ -33,17 +33,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FIRe2Trainer"]
 
 
-class FIRe2Trainer(DefaultTrainer):
-    def __init__(self, cfg):
-        self._train_items = None
-        super().__init__(cfg)
-
-    def build_train_loader(self, cfg):
-        items = data_build.train_items(cfg)
-        self._train_items = items
-        train_set = CommDataset(items, build_transforms(cfg, is_train=True), relabel=True)
-        return data_build.build_train_loader(cfg, train_set)
-
+class FIRe2Trainer(RGANetTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model, contiguous=False)
@@ -58,10 +48,6 @@ class FIRe2Trainer(DefaultTrainer):
             clothes = {it[0]: clothes_of(it) for it in self._train_items}
             ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
         return ret
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return data_build.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
