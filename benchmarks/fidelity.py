@@ -225,6 +225,7 @@ def main():
     if args.plot:
         variant_plot(records, args.plot)
         print(f"plot: {args.plot}")
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fidelity.json"), "w") as f:
         json.dump({"variants": records, "features": feat_rows, "background": bg_rows}, f, indent=1)
 
