@@ -266,3 +266,15 @@ def test_no_import_runs_up_a_layer_and_the_core_stays_the_core():
                             "(or the generated world imports the core above modeling)"
     assert outside == [], "the installed plugin imports FIRe² or the analysis"
     assert REGISTRATION in {m for m, ts in graph.items() if any(t.startswith(GENERATED) for t in ts)}
+
+
+def test_the_command_line_reaches_the_generated_world_and_names_where_compare_went(capsys):
+    """``pretrain-clip`` is the generated world's command, dispatched by name; ``compare`` left
+    the installed plugin for the analysis package, and asking for it says where it is."""
+    from rganet_plugin.tools.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain-clip", "--help"])
+    assert e.value.code == 0 and "--eval-weights" in capsys.readouterr().out
+    assert main(["compare", "--configs", "a.yml"]) == 2
+    assert "python -m rganet_analysis.compare" in capsys.readouterr().err
