@@ -45,11 +45,11 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches)
-from machine import cpu_model  # noqa: E402
+from rganet_analysis.machine import cpu_model  # noqa: E402
 from rganet_plugin.evaluation import (compute_query_ranks, evaluate_topk,  # noqa: E402
                                       global_distance, ranks_to_metrics, search_topk, summarize,
                                       weighted_region_distance, weighted_region_distance_naive)
-from rganet_plugin.modeling.outputs import UnpackedFeatures  # noqa: E402
+from rganet_plugin.modeling.outputs import Features  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -84,8 +84,8 @@ def make_data(num_query: int, num_gallery: int, seed: int = 0, num_regions: int 
         x[:, 0] += 0.6 * rng.standard_normal((n, dim), dtype=np.float32) * occluded.any(1)[:, None]
         logits = rng.standard_normal((n, num_regions)).astype(np.float32) - 2.0 * occluded
         w = torch.softmax(torch.from_numpy(logits), dim=1)
-        return UnpackedFeatures(torch.from_numpy(x[:, 0].copy()),
-                                torch.from_numpy(x[:, 1:].copy()), w)
+        return Features(torch.from_numpy(x[:, 0].copy()),
+                        torch.from_numpy(x[:, 1:].copy()), w)
 
     return features(q_pids), features(g_pids), q_pids, g_pids, q_cams, g_cams
 

@@ -32,7 +32,7 @@ tree and never runs at inference, so it is not counted; its size is printed sepa
 parameters inference actually uses (found by autograd: the ID classifiers and the prompt context
 are training-only). For the ``rganet`` row it also prints the count per component and both
 counts with their rules: ours, and the paper's 93.5M with the closest reading
-(``rganet_plugin/evaluation/parameters.py``). FLOPs: fvcore's ``FlopCountAnalysis`` on one image, reported as fvcore counts
+(``rganet_analysis/parameters.py``). FLOPs: fvcore's ``FlopCountAnalysis`` on one image, reported as fvcore counts
 them (one multiply-add = 1 "flop", i.e. MACs), with handles added for the fused attention ops
 fvcore does not know (``aten::_native_multi_head_attention``, which PyTorch's
 ``nn.MultiheadAttention`` runs at inference, and ``aten::scaled_dot_product_attention``):
@@ -66,10 +66,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 import rganet_plugin  # noqa: E402,F401  (fast-reid compat patches, registrations)
-from machine import cpu_model, load_average  # noqa: E402
-from rganet_plugin.evaluation.parameters import component_counts  # noqa: E402
-from rganet_plugin.evaluation.parameters import ours as param_counts  # noqa: E402
-from rganet_plugin.evaluation.parameters import report as param_report  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
+from rganet_analysis.parameters import component_counts  # noqa: E402
+from rganet_analysis.parameters import ours as param_counts  # noqa: E402
+from rganet_analysis.parameters import report as param_report  # noqa: E402
 
 BASE_CONFIG = os.path.join(ROOT, "configs", "Base-RGANet.yml")
 MODELS = ("baseline", "rganet", "fastreid-vit")
@@ -166,7 +166,7 @@ def build(model_name: str, arch: str, device: torch.device, num_classes: int):
 def text_tower_counts_for(cfg) -> dict:
     """The text tower of the model's CLIP by part (the model keeps it outside its module tree);
     {} for backbones that are not a CLIP ViT."""
-    from rganet_plugin.evaluation.parameters import text_tower_counts
+    from rganet_analysis.parameters import text_tower_counts
     from rganet_plugin.modeling.backbones.clip_weights import build_clip_model
 
     if cfg.MODEL.BACKBONE.NAME != "build_clip_vit_backbone" or cfg.MODEL.RGANET.REGION_MODE != "rgm":
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
                 rows.append({"model": name, "dtype": d, "error": f"build: {type(e).__name__}: {e}"})
             print(f"[{name}] build failed: {e}", file=sys.stderr)
             continue
-        # parameter counts per component and by both rules (rganet_plugin/evaluation/parameters.py)
+        # parameter counts per component and by both rules (rganet_analysis/parameters.py)
         counts = component_counts(model)
         text = text_tower_counts_for(model_cfg)
         stats = {"params_m": param_counts(counts)[0] / 1e6,

@@ -21,8 +21,8 @@ CONFIGS = {"baseline": "clip_baseline_demo.yml", "stripes": "stripes_demo.yml",
 
 sys.path.insert(0, ROOT)
 # one helper trains a config in its own process and reads its result (also used by mechanism.py
-# and by `python -m rganet_plugin.tools compare`)
-from rganet_plugin.tools.compare import RunFailed, last_result, train_config  # noqa: E402,F401
+# and by `python -m rganet_analysis.compare`)
+from rganet_analysis.compare import RunFailed, last_result, train_config  # noqa: E402,F401
 
 
 def main():

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from machine import cpu_model, load_average  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 from mechanism import RUNS, measure, mean_std, seed_stats, train  # noqa: E402
 
 VARIANTS = [r for r in RUNS if r.startswith("rganet_") and len(RUNS[r]) > 2]
@@ -118,7 +118,7 @@ def variant_plot(records, path):
 def test_features(seeds, out_root):
     """R1 / mAP of the finished default runs with post-BN (their own result) and pre-BN
     features (evaluated again)."""
-    from rganet_plugin.tools.compare import last_result, train_command
+    from rganet_analysis.compare import last_result, train_command
     import subprocess
 
     rows = {}
@@ -225,6 +225,7 @@ def main():
     if args.plot:
         variant_plot(records, args.plot)
         print(f"plot: {args.plot}")
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fidelity.json"), "w") as f:
         json.dump({"variants": records, "features": feat_rows, "background": bg_rows}, f, indent=1)
 

@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rganet_plugin.data.part_labels import paper_class_names  # noqa: E402
 
 try:  # the train-a-config-in-its-own-process helper, wherever it lives now
-    from rganet_plugin.tools.compare import last_result, train_config  # noqa: E402
+    from rganet_analysis.compare import last_result, train_config  # noqa: E402
 except ImportError:
     from demo_ablation import last_result, train_config  # noqa: E402,F401
 
@@ -172,9 +172,9 @@ def bank_updates(run_dir: str) -> Optional[int]:
 def bags_available() -> Optional[str]:
     """None when the generator draws bags (label 5) for BAGS_PERCENT > 0, else why not."""
     try:
-        from rganet_plugin.data.synthetic import BAG_LABEL
+        from rganet_plugin.synthetic import BAG_LABEL
     except ImportError:
-        return ("the generator draws no bags yet (rganet_plugin.data.synthetic has no BAG_LABEL): "
+        return ("the generator draws no bags yet (rganet_plugin.synthetic has no BAG_LABEL): "
                 "N = 5 has no 'bags' pixels to learn")
     if BAG_LABEL != 5:
         return f"the generator labels bags {BAG_LABEL}, the masks' canonical value is 5"
@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = ap.parse_args(argv)
 
-    from machine import cpu_model, load_average
+    from rganet_analysis.machine import cpu_model, load_average
 
     from rganet_plugin.config.setup import load_config
 

@@ -8,7 +8,7 @@ clothes-changing protocol.
 
 Each run is ``projects/FIRe2/train_net.py --config-file configs/Demo/fire2_<arm>_demo.yml`` in its
 own process (``--jobs`` at a time, 2 by default), in ``logs/fire2_ablation/<arm>/seed<k>``, through
-``rganet_plugin.tools.compare.sweep`` (FIRe²'s entry point): finished runs are read back, not
+``rganet_analysis.compare.sweep`` (FIRe²'s entry point, ``fire2.tools``): finished runs are read back, not
 trained again, half-done ones resume.
 A second table says what FFM's last clustering found in the arms with FFM
 (``<run>/fire2_ffm.json``: fine-grained classes per identity against the true outfits, adjusted
@@ -27,10 +27,11 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.machine import cpu_model, load_average  # noqa: E402
-from rganet_plugin.tools.compare import sweep  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
+from rganet_analysis.compare import sweep  # noqa: E402
 
-FIRE2_NET = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
+sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))  # the fire2 package
+FIRE2_NET = "fire2.tools"  # FIRe²'s entry point, run by compare as `python -m fire2.tools`
 OUT = os.path.join(ROOT, "logs", "fire2_ablation")
 
 ARMS = {"baseline": "configs/Demo/fire2_baseline_demo.yml", "ffm": "configs/Demo/fire2_ffm_demo.yml",
@@ -69,7 +70,6 @@ def clothes_dependence(out_dir: str) -> dict:
     left to recognise the person by). Also FFM's clustering (the run's K1, K2, EPS) of the test
     features of each identity against the outfits (``ari``): do the features still split a
     person by outfit?"""
-    sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))
     import torch
     import torch.nn.functional as F
     from fastreid.utils.checkpoint import Checkpointer
@@ -78,7 +78,7 @@ def clothes_dependence(out_dir: str) -> dict:
     from fire2.engine import FIRe2Trainer
     from fire2.engine.ffm_report import ffm_report
     from fire2.modeling import cluster_identities
-    from rganet_plugin.data.datasets.clothes import clothes_of
+    from fire2.data.clothes import clothes_of
 
     cfg = load_fire2_config(os.path.join(out_dir, "config.yaml"))
     cfg.MODEL.BACKBONE.PRETRAIN = False
@@ -118,10 +118,10 @@ FEATURE_KEYS = [("same_outfit", "cos same id, same outfit"), ("other_outfit", "c
                 ("test_ari", "test ARI (outfits)")]
 
 
-def run_all(arms, seeds, opts, jobs: int) -> dict:
+def run_all(arms, seeds, opts, jobs: int, out: str = OUT) -> dict:
     """``{arm: [metrics of seed s, ...]}``: every arm x seed trained (or read back) by compare's
     sweep with FIRe²'s entry point; each run's metrics with what FFM's last clustering found."""
-    res = sweep([os.path.join(ROOT, ARMS[a]) for a in arms], seeds, OUT, opts, names=arms,
+    res = sweep([os.path.join(ROOT, ARMS[a]) for a in arms], seeds, out, opts, names=arms,
                 jobs=jobs, train_nets=[FIRE2_NET])
     rows = {}
     for arm in arms:
@@ -129,7 +129,7 @@ def run_all(arms, seeds, opts, jobs: int) -> dict:
         missing = [s for s in seeds if s not in runs or f"{KEYS[-1][0]}/{KEYS[-1][1]}" not in runs[s]]
         if missing:
             raise RuntimeError(f"{arm}: seeds {missing} gave no clothes-changing result")
-        rows[arm] = [dict(runs[s], ffm=ffm_found(os.path.join(OUT, arm, f"seed{s}"))) for s in seeds]
+        rows[arm] = [dict(runs[s], ffm=ffm_found(os.path.join(out, arm, f"seed{s}"))) for s in seeds]
     return rows
 
 
@@ -140,9 +140,10 @@ def main():
     ap.add_argument("--features", action="store_true",
                     help="also measure the clothes dependence of each run's test features")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    ap.add_argument("--out", default=OUT, help="where the runs are (and are reused from)")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = ap.parse_args()
-    rows = run_all(args.arms, args.seeds, args.opts, args.jobs)
+    rows = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out)
     print(f"\nFIRe² ablation on SyntheticLTCC (configs/Demo/fire2_*_demo.yml), seeds {args.seeds}; "
           f"{os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
     head = "| arm | " + " | ".join(f"{p} {m}" for p, m in KEYS) + " |"
@@ -165,7 +166,7 @@ def main():
         print("| arm | " + " | ".join(name for _, name in FEATURE_KEYS) + " |")
         print("|" + "---|" * (len(FEATURE_KEYS) + 1))
         for arm in rows:
-            deps = [clothes_dependence(os.path.join(OUT, arm, f"seed{s}"))
+            deps = [clothes_dependence(os.path.join(args.out, arm, f"seed{s}"))
                     for s in args.seeds]
             cells = [_cell([d[k] for d in deps], "{:.3f}") for k, _ in FEATURE_KEYS]
             print(f"| {NAMES[arm]} | " + " | ".join(cells) + " |")

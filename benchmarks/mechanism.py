@@ -9,7 +9,7 @@ the generator's ground truth, next to the accuracy of Table V rows 0 / 4 / 8 and
 Each run is ``projects/RGANet/train_net.py --config-file configs/Demo/<run>.yml`` in a fresh
 process (what the README's demo command gives), resumed per run: a finished run's
 ``mechanism.json`` is reused. Then, on the demo's query and gallery images (part masks and
-``part_covered`` from the generator; ``rganet_plugin.evaluation.mechanism``):
+``part_covered`` from the generator; ``rganet_analysis.mechanism``):
 
 * RGM masks after stage 1 and after stage 2: part mIoU on body pixels (fixed stripes as the
   reference row) and the background channel's foreground IoU;
@@ -33,8 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rganet_plugin.tools.compare import train_config  # noqa: E402
-from machine import cpu_model, load_average  # noqa: E402
+from rganet_analysis.compare import train_config  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 
 # run -> (config, title[, config overrides]); the rganet_* variants are the paper's open choices
 # (docs/fidelity.md): each differs from "rganet" by one key.
@@ -89,8 +89,8 @@ def train(run, seed, out, opts):
 def measure(run, seed, out, opts):
     """Mechanism figures of a finished run (stage 1 and stage 2 checkpoints)."""
     from rganet_plugin.data.build import dataset_root
-    from rganet_plugin.data.datasets.synthetic import ensure_synthetic_occluded_duke
-    from rganet_plugin.evaluation import mechanism as mech
+    from rganet_plugin.synthetic.occluded_duke import ensure_synthetic_occluded_duke
+    from rganet_analysis import mechanism as mech
     from rganet_plugin.tools.predictor import build_predictor
 
     cfg_file = os.path.join(ROOT, RUNS[run][0])

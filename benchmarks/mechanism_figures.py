@@ -18,7 +18,7 @@ def _colour(labels):
 def _upsample(a, size):
     import torch
 
-    from rganet_plugin.evaluation.region_metrics import patch_to_pixels
+    from rganet_plugin.synthetic.region_metrics import patch_to_pixels
 
     return patch_to_pixels(torch.as_tensor(a), size).numpy()
 
@@ -30,8 +30,8 @@ def mask_picture(run_dir, config, out_png, opts, num=5):
     import matplotlib.pyplot as plt
 
     from rganet_plugin.data.build import dataset_root
-    from rganet_plugin.data.datasets.synthetic import ensure_synthetic_occluded_duke
-    from rganet_plugin.evaluation.mechanism import load_ground_truth
+    from rganet_plugin.synthetic.occluded_duke import ensure_synthetic_occluded_duke
+    from rganet_analysis.mechanism import load_ground_truth
     from rganet_plugin.modeling.heads.region_generation import stripe_masks
     from rganet_plugin.tools.predictor import build_predictor
 

@@ -208,14 +208,13 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
     """A toolbox recipe (BoT, on ResNet-18 here) trained in its own train_net.py process, read
     into the table and chart; the same command again reuses the finished run. (Two configs x two
     seeds, with the training replaced, are in the next test: each real run costs seconds.)"""
-    from rganet_plugin.tools import compare
-    from rganet_plugin.tools.__main__ import main as tools_main
+    from rganet_analysis import compare
 
     configs = [os.path.join(CONFIGS, "Demo", "bagtricks_R50_demo.yml")]
     out = tmp_path / "sweep"
-    argv = ["compare", "--configs", *configs, "--seeds", "0", "--out", str(out), *TINY_SWEEP,
+    argv = ["--configs", *configs, "--seeds", "0", "--out", str(out), *TINY_SWEEP,
             "DATASETS.ROOT", str(tmp_path / "data")]
-    assert tools_main(argv) == 0
+    assert compare.main(argv) == 0
     table = (out / "comparison.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()
             if line.startswith("| ") and "_demo" in line}
@@ -234,7 +233,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(compare.subprocess, "run", no_training)
-    assert tools_main(argv) == 0
+    assert compare.main(argv) == 0
     assert capsys.readouterr().out.count("done before") == 1
     rows_of = lambda text: [line for line in text.splitlines() if line.startswith("|")]  # noqa: E731
     assert rows_of((out / "comparison.md").read_text()) == rows_of(table)  # (the footer has the load)
@@ -242,7 +241,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
 
 def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch):
     """Which runs go on from a checkpoint, which start again (settings changed), which are kept."""
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     calls = []
 
@@ -291,17 +290,22 @@ def test_compare_resumes_half_done_and_reruns_changed_runs(tmp_path, monkeypatch
 
 
 def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monkeypatch):
-    """FIRe² rows: its entry point trains them, its config loader fingerprints them (RGANet's
-    refuses FIRe²'s keys), and --protocol cloth_changing fills the table from that protocol."""
+    """FIRe² rows: its entry point (a module, run with python -m, never a file executed) trains
+    them, its config loader fingerprints them (RGANet's refuses FIRe²'s keys), the child process
+    finds the same packages, and --protocol cloth_changing fills the table from that protocol."""
     from rganet_plugin.config.setup import ConfigError
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
-    fire2_net = os.path.join(ROOT, "projects", "FIRe2", "train_net.py")
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "projects", "FIRe2"))
+    fire2_net = "fire2.tools"
     arms = [os.path.join(CONFIGS, "Demo", f"{a}.yml") for a in ("fire2_baseline_demo", "fire2_demo")]
     with pytest.raises(ConfigError):
         compare.run_fingerprint(arms[1], 0, [])  # RGANet's loader does not know MODEL.FIRE2
     cmd = compare.train_command(arms[1], "out", 0, train_net=fire2_net)
-    assert cmd[1] == fire2_net and cmd[2:4] == ["--config-file", arms[1]]
+    assert cmd[1:3] == ["-m", fire2_net] and cmd[3:5] == ["--config-file", arms[1]]
+    assert compare.train_command(arms[1], "out", 0)[1:4] == ["-m", "rganet_plugin.tools", "train"]
+    path = compare.entry_env(fire2_net)["PYTHONPATH"].split(os.pathsep)
+    assert path[:2] == [ROOT, os.path.join(ROOT, "projects", "FIRe2")]
     calls = []
 
     def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None, train_net=None):
@@ -332,24 +336,27 @@ def test_compare_runs_a_sibling_project_and_reports_its_protocol(tmp_path, monke
     assert ("bagtricks_R50_demo", 0, None) in calls and ("fire2_demo", 0, fire2_net) in calls
 
 
-def test_compare_refuses_bad_entry_points(tmp_path):
-    from rganet_plugin.tools import compare
+def test_compare_refuses_bad_entry_points(tmp_path, monkeypatch):
+    from rganet_analysis import compare
 
     cfg = os.path.join(CONFIGS, "Demo", "clip_baseline_demo.yml")
     with pytest.raises(ValueError, match="2 entry points for 1 configs"):
-        compare.sweep([cfg], [0], str(tmp_path), train_nets=["a.py", "b.py"])
-    with pytest.raises(FileNotFoundError, match="--train-net: no such file"):
-        compare.sweep([cfg], [0], str(tmp_path), train_nets=[str(tmp_path / "nope.py")])
-    bare = tmp_path / "train_net.py"
-    bare.write_text("def main():\n    return 0\n")
+        compare.sweep([cfg], [0], str(tmp_path), train_nets=["a", "b"])
+    with pytest.raises(ValueError, match="as a module.*not a file"):
+        compare.sweep([cfg], [0], str(tmp_path),
+                      train_nets=[os.path.join(ROOT, "projects", "FIRe2", "train_net.py")])
+    with pytest.raises(ModuleNotFoundError, match="--entry: no module 'no_such_entry'"):
+        compare.sweep([cfg], [0], str(tmp_path), train_nets=["no_such_entry"])
+    (tmp_path / "bare_entry.py").write_text("def main():\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match="exposes no load_config"):
-        compare.sweep([cfg], [0], str(tmp_path), train_nets=[str(bare)])
+        compare.sweep([cfg], [0], str(tmp_path / "out"), train_nets=["bare_entry"])
 
 
 def test_compare_overrides_after_the_config_list_are_overrides(tmp_path, monkeypatch):
-    """``--configs A.yml B.yml KEY VALUE`` (and after ``--train-net``): argparse's nargs="+" would
+    """``--configs A.yml B.yml KEY VALUE`` (and after ``--entry``): argparse's nargs="+" would
     take the keys as configs (seen: "two configs share a row name: [... 'SOLVER', '1' ...]")."""
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     seen = {}
 
@@ -363,16 +370,16 @@ def test_compare_overrides_after_the_config_list_are_overrides(tmp_path, monkeyp
                   "DATASETS.NAMES", "('X',)"])
     assert seen == {"configs": ["a.yml", "b.yml"], "train_nets": None,
                     "opts": ["SOLVER.MAX_EPOCH", "1", "DATASETS.NAMES", "('X',)"]}
-    compare.main(["--out", out, "--no-plot", "--configs", "a.yml", "--train-net", "p/train_net.py",
+    compare.main(["--out", out, "--no-plot", "--configs", "a.yml", "--entry", "fire2.tools",
                   "MODEL.DEVICE", "cpu"])
-    assert seen == {"configs": ["a.yml"], "train_nets": ["p/train_net.py"],
+    assert seen == {"configs": ["a.yml"], "train_nets": ["fire2.tools"],
                     "opts": ["MODEL.DEVICE", "cpu"]}
     with pytest.raises(SystemExit):  # no config left
         compare.main(["--out", out, "--configs", "SOLVER.MAX_EPOCH", "1"])
 
 
 def test_compare_table_mean_and_sample_std():
-    from rganet_plugin.tools.compare import markdown_table, mean_std
+    from rganet_analysis.compare import markdown_table, mean_std
 
     m, s = mean_std([50.0, 70.0, 60.0])
     assert m == 60.0 and abs(s - 10.0) < 1e-12  # sqrt((100 + 100 + 0) / 2)
@@ -389,7 +396,7 @@ def test_compare_table_mean_and_sample_std():
 
 
 def test_compare_bad_input(tmp_path):
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     with pytest.raises(FileNotFoundError, match="config file not found"):
         compare.sweep([str(tmp_path / "nope.yml")], [0], str(tmp_path))

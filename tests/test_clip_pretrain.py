@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from rganet_plugin.data.captions import colour_name
-from rganet_plugin.data.datasets import synthetic as gen
-from rganet_plugin.data.image_text import _PERSON_STREAM, render_pair
-from rganet_plugin.engine.clip_pretrain import (PretrainSettings, PretrainStateMismatch,
+from rganet_plugin.synthetic.captions import colour_name
+from rganet_plugin.synthetic import people as gen
+from rganet_plugin.synthetic.image_text import _PERSON_STREAM, render_pair
+from rganet_plugin.synthetic.clip_pretrain import (PretrainSettings, PretrainStateMismatch,
                                                 pretrain_clip)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,8 +142,8 @@ def test_shipped_model_retrieves_fresh_people_from_their_captions(tmp_path):
     caption-to-image R@1 far above chance, and above the same architecture with random weights."""
     import open_clip
 
-    from rganet_plugin.engine.clip_pretrain import build_model, images_to_tensor
-    from rganet_plugin.evaluation.zero_shot import retrieval, text_features
+    from rganet_plugin.synthetic.clip_pretrain import build_model, images_to_tensor
+    from rganet_plugin.synthetic.zero_shot import retrieval, text_features
     from rganet_plugin.modeling.backbones.clip_weights import load_clip_weights
 
     n = 64
@@ -168,7 +168,7 @@ def test_shipped_model_retrieves_fresh_people_from_their_captions(tmp_path):
 def test_leftovers_of_a_killed_rendering_are_removed(tmp_path):
     import subprocess
 
-    from rganet_plugin.data.image_text import build_pairs
+    from rganet_plugin.synthetic.image_text import build_pairs
 
     dead = subprocess.Popen(["true"])
     dead.wait()

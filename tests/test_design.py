@@ -1,5 +1,7 @@
 """The contracts of docs/design.md: the region-head registry, the layout that follows from the
 config, the renamed keys, one feature record, and a checkpoint read once."""
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -139,3 +141,140 @@ def test_evaluator_takes_a_fastreid_model_of_any_width_and_refuses_a_wrong_rgane
     ev.process(inputs, torch.randn(2, 9))
     with pytest.raises(ValueError, match="disagree on the feature layout"):
         ev.process(inputs, torch.randn(2, 8))
+
+
+# ------------------------------------------------------------------------------ the import graph
+# The house of docs/design.md: the core's rooms in layers, each importing only its own layer or
+# those below; the generated world beside the core (only the registration of the generated dataset
+# imports it); FIRe² and the analysis above, importing the core and never imported by it.
+CORE_LAYERS = (("config",), ("modeling",), ("compat", "data", "evaluation"), ("engine",),
+               ("tools", ""))  # "": the package face, rganet_plugin/__init__.py
+GENERATED = "rganet_plugin.synthetic"
+REGISTRATION = "rganet_plugin.data.datasets.synthetic"
+PACKAGES = {"rganet_plugin": "rganet_plugin", "rganet_analysis": "rganet_analysis",
+            "fire2": os.path.join("projects", "FIRe2", "fire2")}
+
+
+def _modules():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mods = {}
+    for name, rel in PACKAGES.items():
+        base = os.path.join(root, rel)
+        for cur, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for f in (f for f in files if f.endswith(".py")):
+                parts = [name, *os.path.relpath(os.path.join(cur, f), base)[:-3].split(os.sep)]
+                mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = \
+                    os.path.join(cur, f)
+    return mods
+
+
+def import_graph():
+    """``{module: {modules it imports}}`` over rganet_plugin, rganet_analysis and fire2: every
+    import statement, those inside functions included (a lazy import is still an arrow)."""
+    import ast
+
+    mods = _modules()
+    graph = {}
+    for mod, path in mods.items():
+        package = mod if path.endswith("__init__.py") else mod.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module
+                if node.level:
+                    parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in mods:  # the module a name lives in
+                    name = name.rsplit(".", 1)[0] if "." in name else ""
+                if name and name != mod:
+                    targets.add(name)
+        graph[mod] = targets
+    return graph
+
+
+def _core_layer(mod):
+    room = mod.split(".")[1] if mod.count(".") else ""
+    return next((i for i, rooms in enumerate(CORE_LAYERS) if room in rooms), None)
+
+
+def _circles(graph):
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_has_no_circle():
+    graph = import_graph()
+    assert len(graph) > 80 and "rganet_plugin.engine.trainer" in graph
+    assert _circles(graph) == []
+    # the checker sees a circle when there is one
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_runs_up_a_layer_and_the_core_stays_the_core():
+    graph = import_graph()
+    ups, generated, outside = [], [], []
+    for mod, targets in graph.items():
+        for t in targets:
+            if mod.startswith("rganet_plugin") and not mod.startswith(GENERATED):
+                if t.startswith(GENERATED):
+                    if mod != REGISTRATION:
+                        generated.append((mod, t))
+                elif t.startswith("rganet_plugin") and _core_layer(t) > _core_layer(mod):
+                    ups.append((mod, t))
+            if mod.startswith(GENERATED) and t.startswith("rganet_plugin.") \
+                    and not t.startswith(GENERATED) and _core_layer(t) > 1:
+                generated.append((mod, t))  # the generated world builds on config and modeling
+            if mod.startswith("rganet_plugin") and not t.startswith("rganet_plugin"):
+                outside.append((mod, t))  # FIRe² or the analysis
+            if mod.startswith("fire2") and t.startswith("rganet_analysis"):
+                outside.append((mod, t))
+    assert ups == [], "imports that run up a layer"
+    assert generated == [], "the core imports the generated world beyond its registration " \
+                            "(or the generated world imports the core above modeling)"
+    assert outside == [], "the installed plugin imports FIRe² or the analysis"
+    assert REGISTRATION in {m for m, ts in graph.items() if any(t.startswith(GENERATED) for t in ts)}
+
+
+def test_the_command_line_reaches_the_generated_world_and_names_where_compare_went(capsys):
+    """``pretrain-clip`` is the generated world's command, dispatched by name; ``compare`` left
+    the installed plugin for the analysis package, and asking for it says where it is."""
+    from rganet_plugin.tools.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain-clip", "--help"])
+    assert e.value.code == 0 and "--eval-weights" in capsys.readouterr().out
+    assert main(["compare", "--configs", "a.yml"]) == 2
+    assert "python -m rganet_analysis.compare" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rganet_plugin.evaluation.region_metrics import (auroc, foreground_iou, part_iou,
+from rganet_plugin.synthetic.region_metrics import (auroc, foreground_iou, part_iou,
                                                      patch_to_pixels)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,8 +93,8 @@ def test_mechanism_command_end_to_end(tmp_path):
 def test_ground_truth_of_a_folder_that_cannot_give_it_is_refused(tmp_path):
     import json as _json
 
-    from rganet_plugin.data.datasets.synthetic import MANIFEST_NAME
-    from rganet_plugin.evaluation.mechanism import load_ground_truth
+    from rganet_plugin.synthetic.cache import MANIFEST_NAME
+    from rganet_analysis.mechanism import load_ground_truth
 
     with pytest.raises(FileNotFoundError, match="need a generated dataset's manifest"):
         load_ground_truth(str(tmp_path))

@@ -2,7 +2,7 @@
 the classifier counts match their shapes, and the paper-reading search on hand-made numbers."""
 import warnings
 
-from rganet_plugin.evaluation.parameters import (component_counts, component_of, ours,
+from rganet_analysis.parameters import (component_counts, component_of, ours,
                                                  paper_readings, report, text_tower_counts)
 
 

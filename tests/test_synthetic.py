@@ -13,9 +13,9 @@ from PIL import Image
 import rganet_plugin  # noqa: F401  (patches fast-reid, registers the datasets)
 from fastreid.config import CfgNode
 from fastreid.data.datasets import DATASET_REGISTRY
-from rganet_plugin.data.datasets import OccludedDuke, synthetic as syn
-from rganet_plugin.data.synthetic import occluded_duke as gen_duke
-from rganet_plugin.data.datasets.synthetic import (
+from rganet_plugin.data.datasets import OccludedDuke
+from rganet_plugin.synthetic import occluded_duke as gen_duke
+from rganet_plugin.synthetic import (
     MANIFEST_NAME,
     OCCLUSION_RATIOS,
     generate_occluded_duke,
@@ -216,7 +216,7 @@ def test_concurrent_first_use_generates_once(tmp_path, monkeypatch):
 
     def worker():
         try:
-            results.append(syn.ensure_synthetic_occluded_duke(str(tmp_path), params, progress=False))
+            results.append(gen_duke.ensure_synthetic_occluded_duke(str(tmp_path), params, progress=False))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

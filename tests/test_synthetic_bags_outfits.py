@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import rganet_plugin  # noqa: F401
-from rganet_plugin.data.synthetic import BAG_LABEL, generate_occluded_duke
-from rganet_plugin.data.synthetic.cloth_changing import (BODY_KEYS, OUTFIT_KEYS, generate_ltcc,
+from rganet_plugin.synthetic import BAG_LABEL, generate_occluded_duke
+from rganet_plugin.synthetic.cloth_changing import (BODY_KEYS, OUTFIT_KEYS, generate_ltcc,
                                                          outfits_of)
 
 SMALL = dict(num_train_ids=6, num_test_ids=4, images_per_id=4, seed=2, height=96, width=48,

@@ -228,7 +228,7 @@ def test_camera_ids_reach_the_sie_embedding(tmp_path):
 def test_occluded_duke_rganet_config_runs_on_a_real_layout_dataset(tmp_path):
     """configs/OccludedDuke/rganet.yml as shipped (stage 1 then stage 2, OccludedDuke loader),
     on a generated dataset in the real Occluded_Duke layout, with a tiny random CLIP."""
-    from rganet_plugin.data.datasets.synthetic import generate_occluded_duke
+    from rganet_plugin.synthetic.occluded_duke import generate_occluded_duke
 
     dataset_dir = generate_occluded_duke(str(tmp_path / "reid"), num_train_ids=6, num_test_ids=4,
                                          images_per_id=4, seed=1, progress=False)

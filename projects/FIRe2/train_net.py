@@ -12,7 +12,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 sys.path.insert(0, os.path.join(_HERE, "..", ".."))
 
-from fire2.config import load_fire2_config as load_config  # noqa: E402,F401  (read by compare)
 from fire2.tools import main  # noqa: E402
 
 if __name__ == "__main__":

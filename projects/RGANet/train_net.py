@@ -16,7 +16,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from rganet_plugin.config import load_config  # noqa: E402,F401  (the loader `compare` reads)
 from rganet_plugin.tools.train import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -18,23 +18,17 @@ from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid.utils import comm
 
 from ..config.setup import ConfigError
-from ..modeling.meta_arch import RGANet, RGANetPromptLearner
+from ..modeling.meta_arch import RGANet
+from ..modeling.meta_arch.prompt_learner import PROMPT_LEARNER, is_prompt_stage  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-PROMPT_LEARNER = "RGANetPromptLearner"
 STAGE1_FINGERPRINT = "stage1_fingerprint.json"
 
 
 def _meta_arch(cfg):
     """The registered class of ``MODEL.META_ARCHITECTURE`` (None if unknown: building says so)."""
     return META_ARCH_REGISTRY._obj_map.get(cfg.MODEL.META_ARCHITECTURE)
-
-
-def is_prompt_stage(cfg) -> bool:
-    """Does ``cfg`` build the prompt-learning model (stage 1, or a registered subclass of it)?"""
-    cls = _meta_arch(cfg)
-    return cls is not None and issubclass(cls, RGANetPromptLearner)
 
 
 def plan_stages(cfg) -> List[str]:

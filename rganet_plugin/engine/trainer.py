@@ -12,7 +12,7 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
   :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
 * the checkpointer is :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` (fast-reid's,
   refusing a ``MODEL.WEIGHTS`` of another model);
-* stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
+* stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, run by ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
   the packed output layout that the config's meta-architecture class gives
@@ -29,11 +29,11 @@ from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
+from ..modeling.meta_arch.prompt_learner import is_prompt_stage
 from .checkpoint import ModelCheckpointer
 from .hooks import MemoryBankHook, PromptCacheHook, unwrap
-from .schedule import ScheduleMixin
-from .stages import is_prompt_stage
 from .datasets import PluginDatasets
+from .schedule import ScheduleMixin
 
 logger = logging.getLogger(__name__)
 

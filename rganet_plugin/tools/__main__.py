@@ -18,7 +18,8 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-# command -> (module, function, one-line help)
+# command -> (module, function, one-line help); a bare module name is one of rganet_plugin.tools,
+# pretrain-clip is the generated world's command (imported only when it runs)
 COMMANDS = {
     "train": ("train", "main", "train / evaluate a config (= projects/RGANet/train_net.py)"),
     "regions": ("visualize_regions", "main",
@@ -29,12 +30,15 @@ COMMANDS = {
     "index": ("search", "main_index", "faiss index over extracted gallery features"),
     "search": ("search", "main_search", "rank an indexed gallery for query images (eq. 10)"),
     "export": ("export", "main", "inference-only model (no text tower) -> TorchScript / ONNX"),
-    "pretrain-clip": ("pretrain_clip", "main",
+    "pretrain-clip": ("rganet_plugin.synthetic.command", "main",
                       "pre-train a small CLIP on generated image-caption pairs (zero-shot checks)"),
-    "compare": ("compare", "main", "train configs x seeds, one table (mean ± std) and a bar chart"),
     "convert-parsing": ("convert_parsing", "main",
                         "human-parser label maps (LIP, ATR, CIHP, Pascal-Person-Part) -> part masks"),
 }
+
+# commands that left the installed package: where they are now
+MOVED = {"compare": "python -m rganet_analysis.compare (the analysis package of a repository "
+                    "checkout, docs/baselines.md)"}
 
 
 def usage() -> str:
@@ -60,11 +64,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(usage())
         return 0
     cmd, rest = argv[0], argv[1:]
+    if cmd in MOVED:
+        print(f"error: {cmd!r} is not a command of the installed plugin: {MOVED[cmd]}",
+              file=sys.stderr)
+        return 2
     if cmd not in COMMANDS:
         print(f"error: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[cmd]
-    fn = getattr(importlib.import_module(f"rganet_plugin.tools.{module}"), func)
+    if "." not in module:
+        module = f"rganet_plugin.tools.{module}"
+    fn = getattr(importlib.import_module(module), func)
     try:
         rc = fn(rest)
     except _known_errors() as e:

@@ -1,4 +1,4 @@
-"""Dataset loaders (real layouts) and the generated occluded dataset.
+"""Dataset loaders (real layouts) and the registration of the generated occluded dataset.
 
 Importing this package registers, in fast-reid's ``DATASET_REGISTRY``:
 
@@ -7,16 +7,10 @@ Importing this package registers, in fast-reid's ``DATASET_REGISTRY``:
 * ``PartialREID``: ``Partial_REID/{partial_body_images,whole_body_images}`` (test only)
 * ``PartialiLIDS``: ``Partial_iLIDS/{Probe,Gallery}`` (test only)
 * ``SyntheticOccludedDuke``: generated on first use into ``<root>/synthetic/<hash>/Occluded_Duke``
+  (the generator, :mod:`rganet_plugin.synthetic`, is imported only then)
 
-Cloth-changing sets (items are :class:`~.clothes.ClothesItem`: ``(img_path, pid, camid)`` tuples
-with a ``.clothes`` id):
-
-* ``LTCC``: ``LTCC_ReID/{train,query,test}``
-* ``PRCC``: ``prcc/rgb/{train,test/{A,B,C}}``
-* ``CelebReID``: ``Celeb-reID/{train,query,gallery}`` (no clothes labels)
-* ``DeepChange``: ``DeepChange/{train-set,test-set-query,test-set-gallery}``
-* ``LaST``: ``last/{train,test/query,test/gallery}`` (clothes labels in train only)
-* ``SyntheticLTCC``: generated on first use into ``<root>/synthetic_cc/<hash>/LTCC_ReID``
+The cloth-changing sets (``LTCC``, ``PRCC``, ``CelebReID``, ``DeepChange``, ``LaST``,
+``SyntheticLTCC``) are FIRe²'s: ``projects/FIRe2/fire2/data``, registered by ``import fire2``.
 
 Layouts, accepted variants and sources: docs/datasets.md.
 """
@@ -27,23 +21,11 @@ from .common import (  # noqa: F401
     DatasetLayoutError,
     DatasetNotFoundError,
 )
-from .celeb_reid import CelebReID  # noqa: F401
-from .clothes import ClothesItem, clothes_of  # noqa: F401
-from .deepchange import DeepChange  # noqa: F401
-from .last import LaST  # noqa: F401
-from .ltcc import LTCC  # noqa: F401
 from .occluded_duke import OccludedDuke  # noqa: F401
 from .occluded_reid import OccludedREID  # noqa: F401
 from .partial_ilids import PartialiLIDS  # noqa: F401
 from .partial_reid import PartialREID  # noqa: F401
-from .prcc import PRCC  # noqa: F401
-from .synthetic import (  # noqa: F401
-    SyntheticLTCC,
-    SyntheticOccludedDuke,
-    ensure_synthetic_occluded_duke,
-    generate_occluded_duke,
-    synthetic_params,
-)
+from .synthetic import SyntheticOccludedDuke  # noqa: F401
 
 __all__ = [
     "OccludedDuke",
@@ -51,17 +33,6 @@ __all__ = [
     "PartialREID",
     "PartialiLIDS",
     "SyntheticOccludedDuke",
-    "LTCC",
-    "PRCC",
-    "CelebReID",
-    "DeepChange",
-    "LaST",
-    "SyntheticLTCC",
-    "ClothesItem",
-    "clothes_of",
-    "generate_occluded_duke",
-    "ensure_synthetic_occluded_duke",
-    "synthetic_params",
     "DatasetError",
     "DatasetNotFoundError",
     "DatasetLayoutError",

@@ -22,6 +22,13 @@ from .rganet import RGANet
 
 #: checkpoint keys only the prompt learner has (stage 2 loads its checkpoint without them)
 PROMPT_STAGE_KEYS = ("prompts.", "text_tower.")
+PROMPT_LEARNER = "RGANetPromptLearner"
+
+
+def is_prompt_stage(cfg) -> bool:
+    """Does ``cfg`` build the prompt-learning model (stage 1, or a registered subclass of it)?"""
+    cls = META_ARCH_REGISTRY._obj_map.get(cfg.MODEL.META_ARCHITECTURE)
+    return cls is not None and issubclass(cls, RGANetPromptLearner)
 
 
 @META_ARCH_REGISTRY.register()

@@ -13,16 +13,14 @@ from typing import Callable, Dict, Optional
 import torch
 from fastreid.engine.train_loop import HookBase
 
+from rganet_plugin.engine.hooks import unwrap  # noqa: F401  (also the trainer's)
+
 from ..modeling.ffm import cluster_identities
 from .ffm_report import ffm_report
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FIRe2EpochHook", "swap_parameter", "extract_train_features"]
-
-
-def unwrap(model):
-    return model.module if hasattr(model, "module") else model
 
 
 def swap_parameter(optimizer: torch.optim.Optimizer, old: torch.nn.Parameter,

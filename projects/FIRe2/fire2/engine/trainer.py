@@ -1,35 +1,36 @@
-"""``FIRe2Trainer``: fast-reid's ``DefaultTrainer`` with the plugin's datasets, FFM's epoch hook
-and the cloth-changing evaluator.
+"""``FIRe2Trainer``: the plugin's trainer (:class:`rganet_plugin.engine.RGANetTrainer`, fast-reid's
+``DefaultTrainer`` with the plugin's datasets, checkpointer and hooks) with FFM's epoch hook and
+the cloth-changing evaluator. One trainer base for both methods: data building (the plugin's
+root and keyword arguments, so the cloth-changing loaders' items, ``ClothesItem``, carry their
+clothes ids), the test loader and the checkpointer are the plugin's; the RGANet-only hooks are
+added only to an RGANet model (a region head, the prompt stage).
 
-What changes relative to ``DefaultTrainer``:
+What FIRe² changes:
 
-* datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``),
-  so the cloth-changing loaders' items (``ClothesItem``) carry their clothes ids; the training
-  set is built once (``rganet_plugin.engine.datasets``), so FFM clusters the training set even
-  when fast-reid's PreciseBN hook builds a loader of another;
+* the training set is built once (``rganet_plugin.engine.datasets``), so FFM clusters the
+  training set even when fast-reid's PreciseBN hook builds a loader of another;
 * the optimizer is built with ``contiguous=False`` (one param group per parameter), because FFM
   replaces the fine-grained classifier's weight every epoch (its number of classes changes);
 * :class:`~fire2.engine.hooks.FIRe2EpochHook` runs first in every epoch (of a FIRe² model: a
   fast-reid meta-architecture such as BoT's ``Baseline`` trains unchanged, so the toolbox's
   recipes get the clothes-changing protocol through the same entry point);
-* evaluation is :class:`rganet_plugin.evaluation.cloth_changing.ClothChangingEvaluator`: the
+* evaluation is :class:`fire2.evaluation.cloth_changing.ClothChangingEvaluator`: the
   standard and the clothes-changing protocol (and PRCC's same/changed-clothes split);
-* the LR schedule is the plugin's (:class:`rganet_plugin.engine.schedule.ScheduleMixin`): checked
-  at start-up, ``SOLVER.STEPS`` the epochs at which the rate decays, summarised in the log.
+* the LR schedule is the plugin's (:class:`rganet_plugin.engine.schedule.ScheduleMixin`, through
+  ``RGANetTrainer``): checked at start-up, ``SOLVER.STEPS`` the epochs at which the rate decays,
+  summarised in the log.
 """
 from __future__ import annotations
 
 import logging
 
-from fastreid.engine import DefaultTrainer
 from fastreid.solver import build_optimizer
 
 from rganet_plugin.data import build as data_build
-from rganet_plugin.data.datasets.clothes import clothes_of
-from rganet_plugin.engine.datasets import PluginDatasets
-from rganet_plugin.engine.schedule import ScheduleMixin
-from rganet_plugin.evaluation.cloth_changing import ClothChangingEvaluator
+from rganet_plugin.engine.trainer import RGANetTrainer
 
+from ..data.clothes import clothes_of
+from ..evaluation.cloth_changing import ClothChangingEvaluator
 from .hooks import FIRe2EpochHook, unwrap
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FIRe2Trainer"]
 
 
-class FIRe2Trainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
+class FIRe2Trainer(RGANetTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model, contiguous=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, List, Optional
 
-from .common import JUNK, LayoutDataset
+from rganet_plugin.data.datasets.common import JUNK, LayoutDataset
 
 __all__ = ["ClothesItem", "clothes_of", "ClothesLayoutDataset"]
 

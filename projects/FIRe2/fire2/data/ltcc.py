@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .clothes import ClothesLayoutDataset
-from .common import register_dataset
+from rganet_plugin.data.datasets.common import register_dataset
 
 __all__ = ["LTCC", "parse_ltcc_name"]
 

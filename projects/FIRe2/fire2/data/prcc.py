@@ -12,7 +12,7 @@ other clothes. 150 train ids, 71 test ids. Layout and naming as released::
 
 Clothes ids: ``<pid>_AB`` for cameras A and B, ``<pid>_C`` for camera C, so the cloth-changing
 evaluator splits PRCC's query set into its same-clothes (B) and changed-clothes (C) halves by
-comparing each query's clothes with the gallery's (``rganet_plugin.evaluation.cloth_changing``).
+comparing each query's clothes with the gallery's (``fire2.evaluation.cloth_changing``).
 Camera ids: A 0, B 1, C 2.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from .clothes import ClothesLayoutDataset
-from .common import JUNK, register_dataset
+from rganet_plugin.data.datasets.common import JUNK, register_dataset
 
 __all__ = ["PRCC", "parse_prcc_train", "parse_prcc_test"]
 

@@ -1,18 +1,19 @@
-"""``python -m rganet_plugin.tools compare``: train and evaluate several configs on the same data
+"""``python -m rganet_analysis.compare``: train and evaluate several configs on the same data
 and seeds, and print one table (and draw one chart) of the results.
 
-    python -m rganet_plugin.tools compare --configs A.yml B.yml C.yml --seeds 0 1 2 \\
+    python -m rganet_analysis.compare --configs A.yml B.yml C.yml --seeds 0 1 2 \\
         [--out logs/compare] [--names a b c] [--keep-going] [KEY VALUE ...]
 
-Every (config, seed) run is ``projects/RGANet/train_net.py --config-file A.yml OUTPUT_DIR
-<out>/<name>/seed<k> SEED <k> KEY VALUE ...`` in its own process, so a row is exactly what that
-command gives: fast-reid's ``DefaultTrainer`` loop and, through ``RGANetTrainer``, the plugin's
+Every (config, seed) run is ``python -m rganet_plugin.tools train --config-file A.yml OUTPUT_DIR
+<out>/<name>/seed<k> SEED <k> KEY VALUE ...`` (what ``projects/RGANet/train_net.py`` runs) in its
+own process, so a row is exactly what that command gives: fast-reid's ``DefaultTrainer`` loop and, through ``RGANetTrainer``, the plugin's
 evaluator (on a model with one global feature it ranks that feature with ``TEST.METRIC``, which
 is what fast-reid's ``ReidEvaluator`` computes: same R1 / mAP / mINP).
 
-Sibling projects: ``--train-net projects/FIRe2/train_net.py`` runs the configs with another
-project's entry point (one path for every config, or one per config, so FIRe² rows and RGANet
-rows share a table); the project's ``train_net.py`` exposes the ``load_config`` its runs use.
+Sibling projects: ``--entry fire2.tools`` runs the configs with another project's entry point,
+a module run with ``python -m`` (one for every config, or one per config, so FIRe² rows and
+RGANet rows share a table); the module exposes ``main`` and the ``load_config`` its runs use.
+compare imports entry points; it executes no repository file.
 ``--protocol cloth_changing`` fills the table from that protocol's results
 (``cloth_changing/Rank-1`` ...), as FIRe²'s evaluator reports them; a run without them shows n/a.
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.util
+import importlib
 import json
 import logging
 import math
@@ -51,8 +52,8 @@ from typing import Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN_NET = os.path.join(REPO_ROOT, "projects", "RGANet", "train_net.py")
+#: RGANet's entry point (what ``projects/RGANet/train_net.py`` runs), as a module command
+RGANET_ENTRY = ("-m", "rganet_plugin.tools", "train")
 RESULT_FILE = "result.json"
 METRICS = ("Rank-1", "mAP", "mINP")
 
@@ -65,28 +66,55 @@ class RunFailed(RuntimeError):
 _LOADERS: Dict[str, object] = {}
 
 
+def entry_module(train_net: str):
+    """The entry point ``train_net`` of a sibling project: a module (``fire2.tools``), imported,
+    that exposes ``main(argv)`` (what ``python -m`` runs) and ``load_config(file, opts)``.
+    Importing it also registers the project's components (FIRe²'s meta-architecture and
+    datasets), which the fingerprint and the parameter count build. Files are not executed."""
+    if train_net.endswith(".py") or os.sep in train_net:
+        raise ValueError(f"--entry {train_net}: name the entry point as a module (e.g. "
+                         "fire2.tools), not a file: compare imports it and runs `python -m` on it")
+    try:
+        mod = importlib.import_module(train_net)
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"--entry: no module {train_net!r} ({e}); a sibling project's package must be "
+            "importable (installed, or its folder on PYTHONPATH, e.g. projects/FIRe2)") from e
+    for attr in ("main", "load_config"):
+        if not callable(getattr(mod, attr, None)):
+            raise ValueError(f"{train_net} exposes no {attr}(...): compare needs main to run the "
+                             "configs and load_config to read them")
+    return mod
+
+
+def entry_env(train_net: Optional[str] = None) -> Dict[str, str]:
+    """The environment of a run: this one, with the folders that hold ``rganet_plugin`` and the
+    entry point's top-level package first on ``PYTHONPATH``, so the child process imports the
+    code this process imported (found by import, not by the repository's layout)."""
+    import rganet_plugin
+
+    tops = [rganet_plugin]
+    if train_net is not None:
+        tops.append(importlib.import_module(train_net.split(".")[0]))
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(m.__file__))) for m in tops]
+    env = dict(os.environ)
+    paths = list(dict.fromkeys(roots + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                         if p]))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
 def project_loader(train_net: Optional[str] = None):
     """The config loader of the project whose entry point ``train_net`` is: the plugin's
-    ``load_config`` for ``None`` (RGANet's entry point), else the ``load_config`` the given
-    ``train_net.py`` exposes (RGANet's exposes the plugin's). Importing a sibling's entry point
-    also registers its components (FIRe²'s meta-architecture), which the parameter count builds."""
+    ``load_config`` for ``None`` (RGANet's entry point, ``python -m rganet_plugin.tools
+    train``), else the ``load_config`` of the entry module (:func:`entry_module`)."""
     if train_net is None:
-        from ..config import load_config
+        from rganet_plugin.config import load_config
 
         return load_config
-    path = os.path.abspath(train_net)
-    if path not in _LOADERS:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--train-net: no such file: {train_net}")
-        name = "_compare_train_net_" + hashlib.sha1(path.encode()).hexdigest()[:8]
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)  # its `if __name__ == "__main__"` does not run
-        if not callable(getattr(mod, "load_config", None)):
-            raise ValueError(f"{train_net} exposes no load_config(file, opts): compare needs it "
-                             "to read the configs that entry point trains")
-        _LOADERS[path] = mod.load_config
-    return _LOADERS[path]
+    if train_net not in _LOADERS:
+        _LOADERS[train_net] = entry_module(train_net).load_config
+    return _LOADERS[train_net]
 
 
 # ---------------------------------------------------------------------------- one run
@@ -123,11 +151,7 @@ def inference_speed(log: str) -> Optional[float]:
 
 def train_command(cfg_file: str, out: str, seed: int, opts: Sequence[str] = (),
                   resume: bool = False, train_net: Optional[str] = None) -> List[str]:
-    if train_net is not None:
-        entry = [sys.executable, os.path.abspath(train_net)]
-    else:
-        entry = ([sys.executable, TRAIN_NET] if os.path.isfile(TRAIN_NET)
-                 else [sys.executable, "-m", "rganet_plugin.tools", "train"])
+    entry = [sys.executable, *(("-m", train_net) if train_net is not None else RGANET_ENTRY)]
     return [*entry, *(["--resume"] if resume else []), "--config-file", cfg_file,
             "OUTPUT_DIR", out, "SEED", str(seed), *opts]
 
@@ -135,13 +159,13 @@ def train_command(cfg_file: str, out: str, seed: int, opts: Sequence[str] = (),
 def train_config(cfg_file: str, name: str, seed: int, out: str, opts: Sequence[str] = (),
                  resume: bool = False, cwd: Optional[str] = None,
                  train_net: Optional[str] = None) -> Dict[str, float]:
-    """``train_net.py`` (RGANet's, or ``train_net``) on one config and seed in its own process:
+    """RGANet's entry point (or the module ``train_net``) on one config and seed in its own process:
     its last result table plus ``minutes`` (wall time of the process) and ``images_per_s`` (its
     last inference pass). Raises :class:`RunFailed` with the run's output tail when it fails."""
     cmd = train_command(cfg_file, out, seed, opts, resume, train_net)
     t0 = time.time()
     print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or REPO_ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=entry_env(train_net))
     log = proc.stdout + proc.stderr
     res = last_result(log)
     if proc.returncode != 0 or res is None:
@@ -183,7 +207,7 @@ def count_parameters(cfg_file: str, opts: Sequence[str], checkpoint: str,
                 if re.search(r"(^|\.)\w*head\.weight$", k) and getattr(v, "dim", lambda: 0)() == 2]
         cfg.MODEL.HEADS.NUM_CLASSES = int(rows[0]) if rows else 1
     try:
-        from ..engine.checkpoint import complete_cfg_from_checkpoint
+        from rganet_plugin.engine.checkpoint import complete_cfg_from_checkpoint
 
         complete_cfg_from_checkpoint(cfg, state)
     except Exception:  # noqa: BLE001  (only fills plugin-specific counts)
@@ -406,25 +430,17 @@ def bar_chart(results: Dict[str, dict], seeds: Sequence[int], path: str, title: 
 
 
 def machine_line() -> str:
-    """The machine, as ``benchmarks/machine.py`` names it (CPU model, cores, load average)."""
-    import importlib.util
-    import platform
+    """The machine, as :mod:`rganet_analysis.machine` names it (CPU model, cores, load average)."""
+    from .machine import cpu_model, load_average
 
-    cpu, load = platform.processor() or platform.machine(), "n/a"
-    path = os.path.join(REPO_ROOT, "benchmarks", "machine.py")
-    if os.path.isfile(path):
-        spec = importlib.util.spec_from_file_location("rganet_benchmarks_machine", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        cpu, load = mod.cpu_model(), mod.load_average()
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {load}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load_average()}"
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")  # MODEL.BACKBONE.DEPTH, not a path
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rganet_plugin.tools compare",
+    ap = argparse.ArgumentParser(prog="python -m rganet_analysis.compare",
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", required=True, help="config files, one row each")
@@ -438,8 +454,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="no training: the table and chart of the runs that finished")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at a time, each its own process (times then share the machine)")
-    ap.add_argument("--train-net", nargs="+", metavar="PATH",
-                    help="entry point(s) of a sibling project, e.g. projects/FIRe2/train_net.py: "
+    ap.add_argument("--entry", "--train-net", dest="train_net", nargs="+", metavar="MODULE",
+                    help="entry point(s) of a sibling project as a module, e.g. fire2.tools: "
                          "one for every config or one per config (default RGANet's)")
     ap.add_argument("--protocol", default="",
                     help="the evaluation protocol the table reports, e.g. cloth_changing "

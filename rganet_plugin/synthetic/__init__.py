@@ -1,4 +1,6 @@
-"""The project's generated person ReID datasets, split by concern.
+"""The generated world: the data the project draws itself, and what is built and checked on it.
+
+The generated person ReID datasets, split by concern:
 
 No public ReID dataset can be downloaded on the project's machines, so tests, CI and the demos
 train on data the project draws itself, written in real datasets' layouts and file naming:
@@ -13,8 +15,14 @@ train on data the project draws itself, written in real datasets' layouts and fi
 * :mod:`.occluded_duke`: the occluded set in Occluded-Duke's layout;
 * :mod:`.cloth_changing`: the cloth-changing set in LTCC's layout (outfits, clothes ids).
 
-The registered fast-reid datasets that read them live in
-:mod:`rganet_plugin.data.datasets.synthetic`.
+and beside them the image-caption pairs (:mod:`.captions`, :mod:`.image_text`), the small CLIP's
+pre-training (:mod:`.clip_pretrain`, its command :mod:`.command`), its zero-shot checks
+(:mod:`.zero_shot`) and the measures against the generator's part masks (:mod:`.region_metrics`).
+
+The fast-reid datasets that read the generated sets are registered outside this package, so the
+method core imports none of it until such a dataset is built:
+:mod:`rganet_plugin.data.datasets.synthetic` (``SyntheticOccludedDuke``) and FIRe²'s
+``fire2.data.synthetic`` (``SyntheticLTCC``).
 """
 from .bags import BAG_KINDS, BAG_LABEL  # noqa: F401
 from .cache import MANIFEST_NAME, read_manifest  # noqa: F401

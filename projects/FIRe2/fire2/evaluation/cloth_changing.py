@@ -13,7 +13,7 @@ PRCC's does (camera B: same clothes as the gallery, camera C: other clothes):
 * ``same_clothes``: queries whose clothes id appears among their identity's gallery images;
 * ``changed_clothes``: the other queries.
 
-Clothes ids come from the dataset items (:class:`~rganet_plugin.data.datasets.clothes.ClothesItem`);
+Clothes ids come from the dataset items (:class:`~fire2.data.clothes.ClothesItem`);
 a protocol that needs them is reported only when every query and gallery image has one.
 
 The ranking itself is :func:`rganet_plugin.evaluation.ranking.compute_query_ranks` (same-pid,
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
 
-from .distance import global_distance
-from .ranking import QueryRanks, compute_query_ranks, ranks_to_metrics, summarize
+from rganet_plugin.evaluation.distance import global_distance
+from rganet_plugin.evaluation.ranking import QueryRanks, compute_query_ranks, ranks_to_metrics, summarize
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Words for what the person generator draws: colour names and captions in varied wording.
 
-The CLIP pre-training pairs (:mod:`rganet_plugin.data.image_text`) are captioned from the
+The CLIP pre-training pairs (:mod:`rganet_plugin.synthetic.image_text`) are captioned from the
 generator's own attributes (hair, hat, garment colours, patterns and types, trousers / shorts /
 skirt, shoes, the occluder, the scene) and from which body parts are in view. A caption never
 names an identity and carries no mask: it says what a person looking at the picture would say.

@@ -11,9 +11,10 @@ import rganet_plugin  # noqa: F401
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.samplers.triplet_sampler import BalancedIdentitySampler
-from rganet_plugin.data.datasets import ClothesItem, DatasetLayoutError, DatasetNotFoundError, clothes_of
-from rganet_plugin.evaluation.cloth_changing import (compute_protocol_ranks, evaluate_cloth_changing,
-                                                     junk_mask, same_clothes_queries)
+from fire2.data import ClothesItem, clothes_of
+from fire2.evaluation.cloth_changing import (compute_protocol_ranks, evaluate_cloth_changing,
+                                             junk_mask, same_clothes_queries)
+from rganet_plugin.data.datasets import DatasetLayoutError, DatasetNotFoundError
 from rganet_plugin.evaluation.ranking import compute_query_ranks
 
 

@@ -147,7 +147,7 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
     ``overwrite=True``. The folder appears atomically (written under a temporary name in
     ``out_dir``, then renamed) and concurrent calls for the same ``out_dir`` generate it once.
     ``outfits_per_id`` must be 0 here: clothes changes are the cloth-changing set's
-    (:func:`~rganet_plugin.data.synthetic.cloth_changing.generate_ltcc`).
+    (:func:`~rganet_plugin.synthetic.cloth_changing.generate_ltcc`).
     """
     params = synthetic_params(num_train_ids=num_train_ids, num_test_ids=num_test_ids,
                               images_per_id=images_per_id, seed=seed, height=height, width=width,

@@ -21,7 +21,7 @@ Cutouts are what ties the part words to image content: in the other views every 
 with most of the body, but a cutout's caption ("an upper body part of a person: a red t-shirt")
 names the one part the picture shows.
 
-The caption (:func:`rganet_plugin.data.captions.caption`) describes the parts in view and says
+The caption (:func:`rganet_plugin.synthetic.captions.caption`) describes the parts in view and says
 which are hidden or out of the frame. ``part_visible`` (the fraction of each part's pixels in
 view) and the label map are returned for the zero-shot checks only; training never reads them.
 """
@@ -35,9 +35,13 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+import torch
 
 from .captions import PART_KEYS, caption, colour_name, describe_person
-from .datasets import synthetic as gen
+from .occluders import _make_occluder
+from .people import _colourise, _draw_person, _identity
+from .scenes import _camera
+from .params import DRAWING_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,20 @@ def _scene_phrase(cam: Dict[str, Any], h: int) -> str:
     return f"in front of a {wall} building" if wall != floor else f"on a {floor} street"
 
 
+#: CLIP's pixel normalisation (0..255 scale), as in the ReID configs: the pairs' images as the
+#: model reads them (pre-training and the zero-shot checks)
+PIXEL_MEAN = (122.7709, 116.7460, 104.0937)
+PIXEL_STD = (68.5005, 66.6322, 70.3232)
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)``."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
                 scenes: Optional[List[Dict[str, Any]]] = None, view: Optional[str] = None,
                 num_captions: int = 3) -> Dict[str, Any]:
@@ -76,16 +94,16 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
     ``part_visible`` per part, ``view`` and ``occluder``."""
     h, w = height, width
     rng = np.random.default_rng([seed, _VIEW_STREAM, index])
-    ident = gen._identity(np.random.default_rng([seed, _PERSON_STREAM, index]))
+    ident = _identity(np.random.default_rng([seed, _PERSON_STREAM, index]))
     if scenes is None:
-        scenes = [gen._camera(np.random.default_rng([seed, _SCENE_STREAM, int(rng.integers(NUM_SCENES))]), h, w)]
+        scenes = [_camera(np.random.default_rng([seed, _SCENE_STREAM, int(rng.integers(NUM_SCENES))]), h, w)]
     cam = scenes[int(rng.integers(len(scenes)))]
     if view is None:
         kinds, probs = zip(*VIEW_KINDS)
         view = kinds[int(rng.choice(len(kinds), p=np.array(probs)))]
 
-    label, material, geom = gen._draw_person(ident, rng, h, w)
-    person = gen._colourise(ident, material, geom, h, w)
+    label, material, geom = _draw_person(ident, rng, h, w)
+    person = _colourise(ident, material, geom, h, w)
     totals = np.bincount(label.ravel(), minlength=5)[1:5].astype(np.float64)
     if view in ("top", "bottom"):
         # frame only part of the person: move it down (top view) or up (bottom view)
@@ -105,7 +123,7 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
     occluder = None
     covered = np.zeros(4)
     if view == "occluded":
-        kind, mask, colour = gen._make_occluder(rng, h, w)
+        kind, mask, colour = _make_occluder(rng, h, w)
         covered = np.array([(mask & (label == k)).sum() for k in range(1, 5)], np.float64)
         np.copyto(img, colour, where=mask[..., None])
         label = label.copy()
@@ -130,7 +148,7 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
 
 
 def _scenes(seed: int, h: int, w: int) -> List[Dict[str, Any]]:
-    return [gen._camera(np.random.default_rng([seed, _SCENE_STREAM, c]), h, w)
+    return [_camera(np.random.default_rng([seed, _SCENE_STREAM, c]), h, w)
             for c in range(NUM_SCENES)]
 
 
@@ -155,7 +173,7 @@ def pairs_params(num: int, seed: int, start: int = 0, height: int = 256, width: 
                  view: Optional[str] = None) -> Dict[str, Any]:
     return {"num": int(num), "seed": int(seed), "start": int(start), "height": int(height),
             "width": int(width), "view": view, "image_text_version": IMAGE_TEXT_VERSION,
-            "drawing_version": gen.DRAWING_VERSION}
+            "drawing_version": DRAWING_VERSION}
 
 
 def build_pairs(cache_root: str, num: int, seed: int = 0, start: int = 0, height: int = 256,

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..modeling.heads.region_generation import masked_average_pool, stripe_masks
-from ..modeling.losses import patch_targets
-from .region_metrics import auroc, foreground_iou, part_iou, patch_to_pixels
+from rganet_plugin.modeling.heads.region_generation import masked_average_pool, stripe_masks
+from rganet_plugin.modeling.losses import patch_targets
+from rganet_plugin.synthetic.region_metrics import auroc, foreground_iou, part_iou, patch_to_pixels
 
 __all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
            "bank_alignment", "read_bank_log", "COVERED_THRESH"]
@@ -65,7 +65,7 @@ class GroundTruth:
 
 def load_ground_truth(dataset_dir: str, splits: Sequence[str] = ("query", "gallery"),
                       limit: int = 0) -> GroundTruth:
-    from ..data.datasets.synthetic import MANIFEST_NAME
+    from rganet_plugin.synthetic.cache import MANIFEST_NAME
 
     path = os.path.join(dataset_dir, MANIFEST_NAME)
     if not os.path.isfile(path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from .clothes import ClothesLayoutDataset
-from .common import GALLERY_CAMID, JUNK, QUERY_CAMID, register_dataset
+from rganet_plugin.data.datasets.common import GALLERY_CAMID, JUNK, QUERY_CAMID, register_dataset
 
 __all__ = ["CelebReID", "parse_celeb_name"]
 

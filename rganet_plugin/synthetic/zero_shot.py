@@ -5,7 +5,7 @@
 * **Part localisation**: per patch, the argmax over the part prompts ("a {} part of a person.")
   of the cosine between the projected patch token and the prompt's text feature, spread over the
   patch's pixels and scored against the generator's part masks on body pixels
-  (:func:`rganet_plugin.evaluation.region_metrics.part_iou`).
+  (:func:`rganet_plugin.synthetic.region_metrics.part_iou`).
 
 The held-apart people are pairs ``10_000_000 ..`` of the pre-training stream: never trained on,
 drawn in the ``full`` view (whole person, no occluder).
@@ -69,8 +69,7 @@ def retrieval(img_f: torch.Tensor, txt_f: torch.Tensor, ks=(1, 5)) -> Dict[str, 
 @torch.no_grad()
 def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int = 512,
                      progress: bool = False) -> Dict:
-    from ..data.image_text import build_pairs
-    from ..engine.clip_pretrain import images_to_tensor
+    from .image_text import build_pairs, images_to_tensor
 
     model.eval()
     pairs = build_pairs(cache_root, num, seed, start=HELD_APART_START, view="full",

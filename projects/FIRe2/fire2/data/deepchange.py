@@ -21,7 +21,7 @@ import os
 import re
 
 from .clothes import ClothesLayoutDataset
-from .common import register_dataset
+from rganet_plugin.data.datasets.common import register_dataset
 
 __all__ = ["DeepChange", "parse_deepchange_name", "read_tracklets"]
 

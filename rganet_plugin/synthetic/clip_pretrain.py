@@ -3,14 +3,14 @@
 ``python -m rganet_plugin.tools pretrain-clip`` drives it. open_clip builds the model (one of the
 plugin's configs, e.g. ``RGANet-Person-ViT``) and supplies the loss (``open_clip.ClipLoss``, the
 symmetric InfoNCE of CLIP with a learned temperature). The data are
-:mod:`rganet_plugin.data.image_text` pairs: captions only, no identities, no masks.
+:mod:`rganet_plugin.synthetic.image_text` pairs: captions only, no identities, no masks.
 
 The run is resumable: every ``ckpt_every`` steps the model, the optimizer, the step and the data
 order go to ``<out>/pretrain_state.pt`` (written atomically); the same command resumes from it
 and refuses a state made with other settings. At the end the weights are written in fp16 as
 ``<out>/<model>.safetensors`` (metadata: settings, generator versions, command), their sha256 in
 ``<out>/<model>.safetensors.sha256``, and the zero-shot checks
-(:mod:`rganet_plugin.evaluation.zero_shot`) of the trained model next to a random one of the same
+(:mod:`rganet_plugin.synthetic.zero_shot`) of the trained model next to a random one of the same
 architecture in ``<out>/zero_shot.json``.
 """
 from __future__ import annotations
@@ -27,15 +27,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..data.image_text import IMAGE_TEXT_VERSION, build_pairs
-from ..data.datasets.synthetic import DRAWING_VERSION
+from .image_text import IMAGE_TEXT_VERSION, build_pairs, images_to_tensor  # noqa: F401
+from .params import DRAWING_VERSION
 from ..modeling.backbones.clip_weights import build_clip_model
 
 logger = logging.getLogger(__name__)
 
-#: CLIP's pixel normalisation (0..255 scale), as in the ReID configs.
-PIXEL_MEAN = (122.7709, 116.7460, 104.0937)
-PIXEL_STD = (68.5005, 66.6322, 70.3232)
 STATE_NAME = "pretrain_state.pt"
 
 
@@ -69,14 +66,6 @@ def build_model(name: str, seed: int = 0):
     """A randomly initialised CLIP of architecture ``name`` at its own input size, seeded."""
     torch.manual_seed(seed)
     return build_clip_model(name, None)
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)``."""
-    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def _param_groups(model, weight_decay: float):
@@ -118,7 +107,7 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
     """Train, write the weights and the zero-shot report; returns the report."""
     import open_clip
 
-    from ..evaluation.zero_shot import zero_shot_report
+    from .zero_shot import zero_shot_report
 
     os.makedirs(out, exist_ok=True)
     pairs = build_pairs(cache_root, s.num_pairs, s.seed, progress=progress)

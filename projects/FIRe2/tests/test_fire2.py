@@ -3,14 +3,12 @@ hand-computed references, the optimizer swap, and a few training iterations / on
 import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "projects", "FIRe2"))
 
 import fire2  # noqa: E402,F401  (registers FIRe2)
 from fastreid.modeling.meta_arch import build_model  # noqa: E402
@@ -22,7 +20,7 @@ from fire2.modeling import (attribute_aware_loss, cluster_identities, k_reciproc
                             recompose, sample_partners)
 from rganet_plugin.config.setup import ConfigError  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _unit(v):
@@ -258,3 +256,14 @@ def test_ffm_clusters_the_training_set_when_precise_bn_reads_another(tmp_path):
     assert set(ffm._clothes) == ltcc
     pbn = next(h for h in trainer._hooks if isinstance(h, PreciseBN))
     assert not {it[0] for it in pbn._data_loader.dataset.img_items} & ltcc
+
+
+def test_entry_point_runs_as_a_module():
+    """``python -m fire2.tools`` is FIRe²'s entry point (what rganet_analysis.compare runs, with
+    the packages this process imported on PYTHONPATH): no repository file is executed."""
+    from rganet_analysis.compare import entry_env
+
+    r = subprocess.run([sys.executable, "-m", "fire2.tools", "--help"], env=entry_env("fire2.tools"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--config-file" in r.stdout

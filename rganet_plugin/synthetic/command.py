@@ -16,7 +16,7 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from ..engine.clip_pretrain import PretrainSettings, PretrainStateMismatch, pretrain_clip
+from .clip_pretrain import PretrainSettings, PretrainStateMismatch, pretrain_clip
 
 
 def format_report(report) -> str:
@@ -54,8 +54,8 @@ def format_report(report) -> str:
 def _evaluate_weights(args, s, cache) -> int:
     import json
 
-    from ..engine.clip_pretrain import build_model, sha256_of
-    from ..evaluation.zero_shot import zero_shot_report
+    from .clip_pretrain import build_model, sha256_of
+    from .zero_shot import zero_shot_report
     from ..modeling.backbones.clip_weights import load_clip_weights
 
     model = build_model(s.model, s.seed)

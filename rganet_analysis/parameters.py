@@ -18,7 +18,7 @@ built model (``named_parameters`` / ``named_buffers``) into the parts the paper 
   a TransReID-style duplicated last layer would land at 93.2-93.6M, but the paper mentions
   none. docs/benchmarks.md (Table VII) has the numbers.
 
-    python -m rganet_plugin.evaluation.parameters --config-file configs/OccludedDuke/rganet.yml \\
+    python -m rganet_analysis.parameters --config-file configs/OccludedDuke/rganet.yml \\
         [--num-classes 702] [KEY VALUE ...]      # random weights, nothing downloaded
 """
 from __future__ import annotations
@@ -153,8 +153,8 @@ def build_counts(config_file: str, opts: Sequence[str] = (), num_classes: int = 
 
     from fastreid.modeling.meta_arch import build_model
 
-    from ..config import load_config
-    from ..modeling.backbones.clip_weights import build_clip_model
+    from rganet_plugin.config import load_config
+    from rganet_plugin.modeling.backbones.clip_weights import build_clip_model
 
     cfg = load_config(config_file, ["MODEL.BACKBONE.PRETRAIN", "False", "MODEL.DEVICE", "cpu",
                                     "MODEL.HEADS.NUM_CLASSES", str(num_classes), *opts])
@@ -166,7 +166,7 @@ def build_counts(config_file: str, opts: Sequence[str] = (), num_classes: int = 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rganet_plugin.evaluation.parameters",
+    ap = argparse.ArgumentParser(prog="python -m rganet_analysis.parameters",
                                  description="Parameter counts per component and the paper's "
                                              "Table VII count (random weights, no download).")
     ap.add_argument("--config-file", default="configs/OccludedDuke/rganet.yml")

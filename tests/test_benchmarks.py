@@ -1,0 +1,83 @@
+"""Every script in benchmarks/ is imported and run on a tiny input (trap 7 of issue 20:
+``bench_evaluation.py`` stopped importing when ``UnpackedFeatures`` was removed, and nothing in the
+suite noticed). A script is run as its command line runs it (``__main__``, its own argument
+parser), in this process so the imports are paid once; the two ablations train one tiny run each
+in its own process, as they always do. A new script must get a tiny run here (or name the test
+that runs it): the first test fails otherwise."""
+import ast
+import glob
+import os
+import runpy
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+
+TINY_DATA = ["DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "4", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "3",
+             "DATASETS.SYNTHETIC.IMAGES_PER_ID", "4", "DATASETS.SYNTHETIC.HEIGHT", "64",
+             "DATASETS.SYNTHETIC.WIDTH", "32", "INPUT.SIZE_TRAIN", "[64, 32]",
+             "INPUT.SIZE_TEST", "[64, 32]", "SOLVER.IMS_PER_BATCH", "8",
+             "DATALOADER.NUM_INSTANCE", "2", "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu",
+             "SOLVER.MAX_EPOCH", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1",
+             "TEST.IMS_PER_BATCH", "16", "SOLVER.WARMUP_ITERS", "0"]
+
+# script -> (arguments; {tmp} is the test's folder), text its output must show
+SMOKE = {
+    "bench_evaluation.py": (["--num-query", "40", "--num-gallery", "200", "--repeat", "1",
+                             "--topk", "10", "--chunk-size", "64"], "checks passed"),
+    "bench_inference.py": (["--device", "cpu", "--arch", "RGANet-Tiny-ViT", "--dtypes", "fp32",
+                            "--num-images", "4", "--batch-size", "2", "--repeat", "1",
+                            "--num-classes", "8"], "paper (Table VII)"),
+    "bench_training.py": (["--device", "cpu", "--batch-size", "8", "--num-classes", "4",
+                           "--iters", "1", "--warmup", "0", "--profile-iters", "0"], "| total |"),
+    "fidelity.py": (["--no-train", "--out", "{tmp}/fidelity", "--seeds", "0",
+                     "--variants", "rganet_w_mean"], "### One-key variants"),
+    "fig3.py": (["--report-only", "--out", "{tmp}/fig3", "--sweeps", "N", "--seeds", "0"],
+                "seed 0 not run"),
+    "demo_ablation.py": (["--runs", "baseline", "--out", "{tmp}/demo", "DATASETS.ROOT",
+                          "{tmp}/data", "MODEL.BACKBONE.CLIP.NAME", "RGANet-Tiny-ViT",
+                          "MODEL.BACKBONE.PRETRAIN", "False", *TINY_DATA],
+                         "| CLIP baseline (row 0) |"),
+    "fire2_ablation.py": (["--arms", "fire2", "--seeds", "0", "--jobs", "1", "--features",
+                           "--out", "{tmp}/fire2", "DATASETS.ROOT", "{tmp}/data",
+                           "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
+                           "DATASETS.SYNTHETIC.OUTFITS_PER_ID", "2",
+                           "MODEL.FIRE2.FFM.START_EPOCH", "0",
+                           "MODEL.FIRE2.TRIPLET_START_EPOCH", "0", *TINY_DATA],
+                          "Clothes dependence of the test features"),
+}
+# scripts a test elsewhere runs end to end: script -> (test file, test function)
+ELSEWHERE = {
+    "mechanism.py": ("tests/test_mechanism.py", "test_mechanism_command_end_to_end"),
+    # imported by mechanism.py for --docs (the end-to-end test checks both pictures)
+    "mechanism_figures.py": ("tests/test_mechanism.py", "test_mechanism_command_end_to_end"),
+}
+
+
+def test_every_benchmark_script_has_a_tiny_run():
+    scripts = {os.path.basename(p) for p in glob.glob(os.path.join(BENCH, "*.py"))}
+    assert scripts == set(SMOKE) | set(ELSEWHERE), \
+        "a script in benchmarks/ without a tiny run in tests/test_benchmarks.py (or the reverse)"
+    for test_file, func in ELSEWHERE.values():
+        tree = ast.parse(open(os.path.join(ROOT, test_file)).read())
+        assert func in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_script_runs_on_a_tiny_input(script, tmp_path, monkeypatch, capsys):
+    args, expect = SMOKE[script]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    monkeypatch.setattr(sys, "argv", [os.path.join(BENCH, script), *argv])
+    monkeypatch.syspath_prepend(BENCH)
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(os.path.join(BENCH, script), run_name="__main__")
+    except SystemExit as e:
+        assert e.code in (0, None), f"{script} exited with {e.code}"
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert expect in out, out[-3000:]
