@@ -29,6 +29,8 @@ import sys
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from rganet_plugin.config.regions import num_regions
+
 PAPER_PARAMS_M = 93.5
 RULE_OURS = ("every parameter of the model module (visual tower incl. projection, BNNecks, ID and "
              "region classifiers, RAM FC, p_0); not the text tower (outside the module, frozen, "
@@ -177,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for n in args.num_classes:
         counts, text, cfg = build_counts(args.config_file, args.opts, n)
         print(f"\n{args.config_file}, {cfg.MODEL.BACKBONE.CLIP.NAME} at "
-              f"{tuple(cfg.INPUT.SIZE_TEST)}, N = {len(cfg.MODEL.RGANET.CLASS_NAMES)}, "
+              f"{tuple(cfg.INPUT.SIZE_TEST)}, N = {num_regions(cfg)}, "
               f"{n} training identities\n")
         print(report(counts, text, title=f"{n} ids"))
     return 0

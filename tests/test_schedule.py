@@ -13,8 +13,9 @@ from fastreid.solver import build_lr_scheduler as fastreid_build_lr_scheduler
 
 from rganet_plugin.config import load_config
 from rganet_plugin.config.setup import ConfigError
-from rganet_plugin.engine.schedule import (ScheduleMixin, check_schedule, check_stage_schedules,
-                                           held_epochs, lr_per_epoch, schedule_summary)
+from rganet_plugin.engine.schedule import (ScheduleMixin, check_schedule, held_epochs,
+                                           lr_per_epoch, schedule_summary)
+from rganet_plugin.engine.stages import check_stage_schedules
 from rganet_plugin.tools.train import main as train_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -31,12 +31,11 @@ from fastreid.solver import build_lr_scheduler as fastreid_build_lr_scheduler
 from fastreid.utils import comm
 
 from ..config.setup import ConfigError
-from .stages import is_prompt_stage, plan_stages, prompt_stage_cfg
+from ..modeling.meta_arch.prompt_learner import is_prompt_stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["warmup_epochs", "held_epochs", "check_schedule", "check_stage_schedules",
-           "build_lr_scheduler", "lr_per_epoch", "schedule_summary", "ScheduleMixin"]
+__all__ = ["warmup_epochs", "held_epochs", "check_schedule", "build_lr_scheduler", "lr_per_epoch", "schedule_summary", "ScheduleMixin"]
 
 COSINE = "CosineAnnealingLR"
 MULTISTEP = "MultiStepLR"
@@ -151,14 +150,6 @@ def check_schedule(cfg, iters_per_epoch: Optional[int] = None,
             warns.append(f"{key} {period} is longer than the run (SOLVER.MAX_EPOCH "
                          f"{s.MAX_EPOCH}): {what} only at its end")
     return warns
-
-
-def check_stage_schedules(cfg) -> None:
-    """At start-up, before any data is read: refuse a schedule of any stage ``cfg`` runs that
-    cannot run (the checks that need the iterations per epoch follow in the trainer)."""
-    for stage in plan_stages(cfg):
-        check_schedule(prompt_stage_cfg(cfg) if stage == "prompt" and not is_prompt_stage(cfg)
-                       else cfg)
 
 
 def build_lr_scheduler(cfg, optimizer, iters_per_epoch: int):

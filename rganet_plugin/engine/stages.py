@@ -20,6 +20,7 @@ from fastreid.utils import comm
 from ..config.setup import ConfigError
 from ..modeling.meta_arch import RGANet
 from ..modeling.meta_arch.prompt_learner import PROMPT_LEARNER, is_prompt_stage  # noqa: F401
+from .schedule import check_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +172,11 @@ def _train(c, resume: bool, before=None, after=None) -> None:
     comm.synchronize()
     if after is not None and comm.is_main_process():
         after()
+
+
+def check_stage_schedules(cfg) -> None:
+    """At start-up, before any data is read: refuse a schedule of any stage ``cfg`` runs that
+    cannot run (the checks that need the iterations per epoch follow in the trainer)."""
+    for stage in plan_stages(cfg):
+        check_schedule(prompt_stage_cfg(cfg) if stage == "prompt" and not is_prompt_stage(cfg)
+                       else cfg)

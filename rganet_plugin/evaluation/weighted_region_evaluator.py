@@ -38,7 +38,6 @@ from fastreid.utils import comm
 
 from ..modeling.outputs import FeatureLayout
 from .distance import as_features, global_distance, resolve_device, weighted_region_distance
-from .faiss_search import search_topk, topk_query_ranks
 from .ranking import compute_query_ranks, ranks_to_metrics, summarize
 
 logger = logging.getLogger(__name__)
@@ -201,6 +200,8 @@ class WeightedRegionEvaluator(DatasetEvaluator):
         mode = "global feature" if self.global_only else f"eq. (10), N={self.layout.num_regions}"
 
         if self.search == "faiss":
+            from .faiss_search import search_topk, topk_query_ranks  # (faiss only when asked for)
+
             t0 = time.perf_counter()
             topk = search_topk(q, g, k=self.topk, index_spec=self.faiss_index,
                                global_only=self.global_only)

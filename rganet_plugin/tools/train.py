@@ -15,8 +15,8 @@ from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..engine import RGANetTrainer
 from ..engine.output_lock import OutputDirBusy, OutputDirLock
-from ..engine.schedule import check_stage_schedules
-from ..engine.stages import plan_stages, train_prompt_stage, train_prompt_stage_alone
+from ..engine.stages import (check_stage_schedules, plan_stages, train_prompt_stage,
+                             train_prompt_stage_alone)
 from ..engine.checkpoint import ModelCheckpointer, complete_cfg_from_checkpoint, read_checkpoint
 
 logger = logging.getLogger("rganet_plugin")
