@@ -24,10 +24,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["FRAMINGS", "SHIFT_SCALE", "SHIFT_X", "PARTIAL_BODY_FRACTION", "assign_framing",
-           "crop_window"]
+           "body_window", "resample", "crop_window", "outside_fractions"]
 
 #: ``framing`` of an image in the manifest: as drawn by default, shifted and scaled, or a partial
 #: view of the top or the bottom of the body.
@@ -80,17 +79,12 @@ def _choose(rng: np.random.Generator, idx: Sequence[int], percent: int) -> set:
     return set(rng.choice(idx, size=n, replace=False).tolist()) if n else set()
 
 
-def crop_window(img: np.ndarray, label: np.ndarray, framing: str, fraction: float,
-                num_parts: int) -> Tuple[np.ndarray, np.ndarray, List[float]]:
-    """A partial view of ``img`` (H x W x 3 float) and its part ``label`` (H x W uint8).
-
-    The window spans ``fraction`` of the body's rows from its top (``framing == "top"``) or its
-    bottom, plus a small margin beyond that end of the body, is centred on the body's columns
-    with the image's aspect ratio or the body's width if wider (clipped to the image), and is
-    resized to H x W (bilinear for the
-    image, nearest for the labels). Returns the view, its labels and, per part class ``1..
-    num_parts``, the fraction of the part's pixels left outside the window.
-    """
+def body_window(label: np.ndarray, framing: str, fraction: float) -> Tuple[float, float, float, float]:
+    """The box ``(x0, y0, x1, y1)`` of a partial view: ``fraction`` of the body's rows from its
+    top (``framing == "top"``) or its bottom, plus a small margin beyond that end of the body,
+    centred on the body's columns with the image's aspect ratio or the body's width if wider
+    (a crop never cuts the body's sides; the resize then squeezes it a little, as Partial-REID's
+    resized crops do), clipped to the image."""
     h, w = label.shape
     rows = np.nonzero((label > 0).any(axis=1))[0]
     cols = np.nonzero((label > 0).any(axis=0))[0]
@@ -105,22 +99,58 @@ def crop_window(img: np.ndarray, label: np.ndarray, framing: str, fraction: floa
         y0, y1 = max(0.0, y_bot - fraction * body_h), min(float(h), y_bot + margin)
     else:
         raise ValueError(f"crop_window: framing must be 'top' or 'bottom', got {framing!r}")
-    # the image's aspect ratio, widened where the body is wider (a crop never cuts the body's
-    # sides; the resize then squeezes it a little, as Partial-REID's resized crops do)
     body_w = cols[-1] + 1 - cols[0] + 2 * _WINDOW_MARGIN * w
     crop_w = min(float(w), max((y1 - y0) * w / h, body_w))
     xc = (cols[0] + cols[-1] + 1) / 2.0
     x0 = min(max(0.0, xc - crop_w / 2), w - crop_w)
-    box = (x0, y0, x0 + crop_w, y1)
-    view = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), "F")
-                                .resize((w, h), Image.BILINEAR, box=box)) for c in range(3)], -1)
-    view_label = np.asarray(Image.fromarray(label, "L").resize((w, h), Image.NEAREST, box=box)).copy()
+    return (x0, y0, x0 + crop_w, y1)
+
+
+def resample(a: np.ndarray, box: Sequence[float], size: Tuple[int, int], nearest: bool) -> np.ndarray:
+    """``a`` (H x W or H x W x C) inside ``box = (x0, y0, x1, y1)`` (pixel-edge coordinates; it
+    may reach outside the array, which reads as 0) resampled to ``size = (h, w)``: nearest for
+    labels and materials, bilinear for pixels. Returns the input's dtype."""
+    import torch
+    import torch.nn.functional as F
+
+    src_h, src_w = a.shape[:2]
+    h, w = size
+    x0, y0, x1, y1 = box
+    ys = y0 + (np.arange(h) + 0.5) * (y1 - y0) / h   # output pixel centres in source pixels
+    xs = x0 + (np.arange(w) + 0.5) * (x1 - x0) / w
+    gy = torch.from_numpy(2 * ys / src_h - 1).float()
+    gx = torch.from_numpy(2 * xs / src_w - 1).float()
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    out = F.grid_sample(t, grid, mode="nearest" if nearest else "bilinear",
+                        padding_mode="zeros", align_corners=False)[0]
+    out = out[0] if a.ndim == 2 else out.permute(1, 2, 0)
+    return out.numpy().astype(a.dtype)
+
+
+def crop_window(img: np.ndarray, label: np.ndarray, framing: str, fraction: float,
+                num_parts: int) -> Tuple[np.ndarray, np.ndarray, List[float]]:
+    """A partial view of ``img`` (H x W x 3 float) and its part ``label`` (H x W uint8): the
+    :func:`body_window` box resized to H x W. Returns the view, its labels and, per part class
+    ``1..num_parts``, the fraction of the part's pixels left outside the window."""
+    h, w = label.shape
+    box = body_window(label, framing, fraction)
+    view = resample(img.astype(np.float32), box, (h, w), nearest=False)
+    view_label = resample(label, box, (h, w), nearest=True)
+    return view, view_label, outside_fractions(label, box, num_parts)
+
+
+def outside_fractions(label: np.ndarray, box: Sequence[float], num_parts: int) -> List[float]:
+    """Per part class ``1..num_parts``: the fraction of its pixels whose centre is outside
+    ``box`` (0 for a part that is not drawn)."""
+    h, w = label.shape
     yy, xx = np.mgrid[0:h, 0:w]
-    inside = (yy + 0.5 >= y0) & (yy + 0.5 < y1) & (xx + 0.5 >= box[0]) & (xx + 0.5 < box[2])
+    inside = ((yy + 0.5 >= box[1]) & (yy + 0.5 < box[3])
+              & (xx + 0.5 >= box[0]) & (xx + 0.5 < box[2]))
     outside = []
     for k in range(1, num_parts + 1):
         part = label == k
         n = np.count_nonzero(part)
         outside.append(float(np.count_nonzero(part & ~inside) / n) if n else 0.0)
-    return view.astype(np.float32), view_label, outside
-
+    return outside
