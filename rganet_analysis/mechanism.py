@@ -62,6 +62,22 @@ class GroundTruth:
     def __len__(self) -> int:
         return len(self.records)
 
+    def framings(self) -> List[str]:
+        """Each image's framing (``full``, ``shifted``, ``top``, ``bottom``; ``full`` in a set
+        generated without the misaligned world, :mod:`rganet_plugin.synthetic.framing`)."""
+        return [r.get("framing", "full") for r in self.records]
+
+    def subset(self, keep: Sequence[bool]) -> "GroundTruth":
+        """The images where ``keep`` is true."""
+        return GroundTruth(self.dataset_dir, [r for r, k in zip(self.records, keep) if k])
+
+    def by_alignment(self) -> Dict[str, "GroundTruth"]:
+        """``{"aligned": full views, "misaligned": shifted and partial views}`` (non-empty ones)."""
+        f = self.framings()
+        parts = {"aligned": self.subset([x == "full" for x in f]),
+                 "misaligned": self.subset([x != "full" for x in f])}
+        return {k: v for k, v in parts.items() if len(v)}
+
 
 def load_ground_truth(dataset_dir: str, splits: Sequence[str] = ("query", "gallery"),
                       limit: int = 0) -> GroundTruth:

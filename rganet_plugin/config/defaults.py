@@ -124,6 +124,14 @@ def add_rganet_config(cfg: CN) -> CN:
     # Outfits per identity of the cloth-changing set (SyntheticLTCC; 0 = 2 or 3 per identity);
     # the occluded set has one outfit and refuses other values.
     _C.DATASETS.SYNTHETIC.OUTFITS_PER_ID = 0
+    # The misaligned world (occluded set only; 0 keeps the default dataset byte-identical):
+    # percent of the images of every split with the person shifted and scaled (0.55-1.0 of its
+    # height, anywhere in the frame), percent of the queries that are partial views (a window of
+    # 40-80 % of the body from the top or the bottom, resized to the image, no occluder), and the
+    # number of upper and of lower garments the identities draw from (0: each its own).
+    _C.DATASETS.SYNTHETIC.MISALIGNED_PERCENT = 0
+    _C.DATASETS.SYNTHETIC.PARTIAL_PERCENT = 0
+    _C.DATASETS.SYNTHETIC.GARMENT_POOL = 0
     # How unreadable images are handled at scan time: "skip" (warn, count, drop), "error", or
     # "off" (no check).
     _C.DATASETS.CORRUPT_IMAGES = "skip"

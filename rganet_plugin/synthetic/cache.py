@@ -16,6 +16,8 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from .params import _LATER_KEYS
+
 try:  # advisory lock (POSIX); without it the atomic rename alone keeps the cache consistent
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -61,6 +63,12 @@ def read_manifest(dataset_dir: str) -> Optional[Dict[str, Any]]:
         return None
 
 
+def _comparable(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``params`` without the keys added later at their default (0), so a dataset written before
+    a key existed still counts as generated with the same parameters."""
+    return {k: v for k, v in params.items() if not (k in _LATER_KEYS and v == 0)}
+
+
 def generate_once(out_dir: str, dataset_dir_name: str, params: Mapping[str, Any], version: int,
                   write: Callable[[str], Dict[str, Any]], what: str, overwrite: bool = False) -> str:
     """Generate ``<out_dir>/<dataset_dir_name>`` with ``write(tmp_dir) -> manifest`` unless it is
@@ -76,8 +84,8 @@ def generate_once(out_dir: str, dataset_dir_name: str, params: Mapping[str, Any]
     with _file_lock(os.path.join(out_dir, f".{dataset_dir_name}.lock")):
         if os.path.exists(dataset_dir):
             manifest = read_manifest(dataset_dir)
-            same = (manifest is not None and manifest.get("params") == params
-                    and manifest.get("version") == version)
+            same = (manifest is not None and manifest.get("version") == version
+                    and _comparable(manifest.get("params") or {}) == _comparable(params))
             if same and not overwrite:
                 return dataset_dir
             if not overwrite:

@@ -5,6 +5,21 @@ plugin's configs, e.g. ``RGANet-Person-ViT``) and supplies the loss (``open_clip
 symmetric InfoNCE of CLIP with a learned temperature). The data are
 :mod:`rganet_plugin.synthetic.image_text` pairs: captions only, no identities, no masks.
 
+Objectives (``objective``, issue 19; each a flag of ``pretrain-clip``, compared in
+weights/README.md):
+
+* ``clip``: ``ClipLoss`` on the average of the projected patch tokens (the shipped weights);
+* ``pacl``: text-conditioned patch pooling (PACL, Mukhoti et al. 2023): for each caption, the
+  image's patches are pooled with a softmax over their cosine to the caption, and the contrastive
+  loss runs on those per-pair pooled features, so the patches that match a caption are the ones
+  pulled toward it;
+* ``mil``: multiple-instance max: an image-caption score is the best patch's cosine.
+
+``part_tag`` > 0 adds a part-tag term: the captions know which parts are drawn (a part counts as
+shown when at least 30 % of it is in view), and the best patch's cosine to the prompt
+"a {part} part of a person." is trained, through a learned scale and bias, to say whether that
+part is in the picture (binary cross-entropy per part). No part masks are read.
+
 The run is resumable: every ``ckpt_every`` steps the model, the optimizer, the step and the data
 order go to ``<out>/pretrain_state.pt`` (written atomically); the same command resumes from it
 and refuses a state made with other settings. At the end the weights are written in fp16 as
@@ -26,6 +41,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .image_text import IMAGE_TEXT_VERSION, build_pairs, images_to_tensor  # noqa: F401
 from .params import DRAWING_VERSION
@@ -48,14 +64,29 @@ class PretrainSettings:
     seed: int = 0
     eval_pairs: int = 512
     ckpt_every: int = 100
+    placement: str = "natural"
+    objective: str = "clip"
+    part_tag: float = 0.0
 
     def key(self) -> Dict[str, Any]:
-        """What a resumed run must agree on (``ckpt_every`` may change)."""
+        """What a resumed run must agree on (``ckpt_every`` may change). Settings added later
+        are left out at their default, so the shipped weights' record stays what it was."""
         d = dataclasses.asdict(self)
         d.pop("ckpt_every")
+        for name, default in _LATER_SETTINGS.items():
+            if d[name] == default:
+                d.pop(name)
         d["image_text_version"] = IMAGE_TEXT_VERSION
         d["drawing_version"] = DRAWING_VERSION
         return d
+
+
+_LATER_SETTINGS = {"placement": "natural", "objective": "clip", "part_tag": 0.0}
+OBJECTIVES = ("clip", "pacl", "mil")
+#: A part counts as shown in a pair when at least this fraction of it is in view.
+PART_SHOWN = 0.3
+#: Temperature of PACL's softmax over patches.
+PACL_TAU = 0.05
 
 
 class PretrainStateMismatch(RuntimeError):
@@ -110,15 +141,15 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
     from .zero_shot import zero_shot_report
 
     os.makedirs(out, exist_ok=True)
-    pairs = build_pairs(cache_root, s.num_pairs, s.seed, progress=progress)
+    pairs = build_pairs(cache_root, s.num_pairs, s.seed, progress=progress, placement=s.placement)
     model = build_model(s.model, s.seed)
     tokenizer = open_clip.get_tokenizer(s.model)
     caps = [r["captions"] for r in pairs.records]
     tokens = tokenizer([c for cs in caps for c in cs]).view(len(caps), len(caps[0]), -1)
+    objective = Objective(s, tokenizer, pairs.records)
 
-    opt = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr, betas=(0.9, 0.98),
-                            eps=1e-6)
-    loss_fn = open_clip.ClipLoss()
+    opt = torch.optim.AdamW(_param_groups(model, s.weight_decay) + objective.param_groups(),
+                            lr=s.lr, betas=(0.9, 0.98), eps=1e-6)
     g = torch.Generator().manual_seed(s.seed)
     step = 0
     history = []
@@ -132,6 +163,8 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
                 f"{state_path} was made with other settings (saved, now): {diff}; use another "
                 f"--out or delete the file to start over")
         model.load_state_dict(st["model"])
+        if st.get("objective"):
+            objective.load_state_dict(st["objective"])
         opt.load_state_dict(st["optimizer"])
         g.set_state(st["generator"])
         step, history = st["step"], st["history"]
@@ -159,8 +192,7 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
         text = tokens[idx_sorted, which]
         for group in opt.param_groups:
             group["lr"] = lr_at(step, s)
-        img_f, txt_f, scale = _features(model, images, text)
-        loss = loss_fn(img_f, txt_f, scale)
+        loss = objective(model, images, text, idx_sorted)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -174,7 +206,7 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
         if step % s.ckpt_every == 0 or step == s.steps:
             # the data order restarts from the saved generator state on resume
             _save_atomic({"settings": s.key(), "model": model.state_dict(),
-                          "optimizer": opt.state_dict(), "generator": g.get_state(),
+                          "objective": objective.state_dict(), "optimizer": opt.state_dict(), "generator": g.get_state(),
                           "step": step, "history": history}, state_path)
     if bar is not None:
         bar.close()
@@ -194,6 +226,87 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
     with open(os.path.join(out, "zero_shot.json"), "w") as f:
         json.dump(report, f, indent=1)
     return report
+
+
+class Objective(torch.nn.Module):
+    """The pre-training loss of ``s.objective`` (+ ``s.part_tag`` x the part-tag term); its own
+    parameters (the part-tag term's scale and bias) train with the model and are saved in the
+    resumable state, not in the weights."""
+
+    def __init__(self, s: PretrainSettings, tokenizer, records):
+        super().__init__()
+        import open_clip
+
+        from .captions import PART_KEYS
+        from .zero_shot import PART_CLASSES, PART_TEMPLATE
+
+        if s.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {s.objective!r}")
+        self.name, self.part_tag = s.objective, float(s.part_tag)
+        self.clip_loss = open_clip.ClipLoss()
+        if self.part_tag > 0:
+            self.register_buffer("part_tokens", tokenizer([PART_TEMPLATE.format(c)
+                                                           for c in PART_CLASSES]),
+                                 persistent=False)
+            self.register_buffer("shown", torch.tensor(
+                [[r["part_visible"][k] >= PART_SHOWN for k in PART_KEYS] for r in records],
+                dtype=torch.float32), persistent=False)
+            self.tag_scale = torch.nn.Parameter(torch.tensor(10.0))
+            self.tag_bias = torch.nn.Parameter(torch.tensor(-5.0))
+
+    def param_groups(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "weight_decay": 0.0}] if params else []
+
+    def forward(self, model, images, text, idx):
+        if self.name == "clip" and self.part_tag == 0:  # the shipped weights' computation
+            img_f, txt_f, scale = _features(model, images, text)
+            return self.clip_loss(img_f, txt_f, scale)
+        z = F.normalize(patch_tokens(model, images), dim=-1)          # (B, P, d)
+        t = model.encode_text(text, normalize=True)                   # (B, d)
+        scale = model.logit_scale.exp()
+        if self.name == "clip":
+            loss = self.clip_loss(F.normalize(z.mean(dim=1), dim=-1), t, scale)
+        else:
+            logits = (mil_logits if self.name == "mil" else pacl_logits)(z, t, scale)
+            target = torch.arange(len(logits), device=logits.device)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        if self.part_tag > 0:
+            parts = model.encode_text(self.part_tokens, normalize=True)   # (4, d)
+            loss = loss + self.part_tag * part_tag_loss(z, parts, self.shown[idx],
+                                                        self.tag_scale, self.tag_bias)
+        return loss
+
+
+def pacl_logits(z: torch.Tensor, t: torch.Tensor, scale, tau: float = PACL_TAU) -> torch.Tensor:
+    """``(B_img, B_txt)`` logits of text-conditioned patch pooling: caption ``j`` pools image
+    ``i``'s unit patch tokens ``z[i]`` (P x d) with ``softmax_p(z[i, p] . t[j] / tau)``, and the
+    logit is ``scale * cos(pooled, t[j])`` (``t`` unit text features)."""
+    sim = torch.einsum("ipd,jd->ijp", z, t)
+    pooled = torch.einsum("ijp,ipd->ijd", torch.softmax(sim / tau, dim=-1), z)
+    return scale * (F.normalize(pooled, dim=-1) * t[None]).sum(-1)
+
+
+def mil_logits(z: torch.Tensor, t: torch.Tensor, scale) -> torch.Tensor:
+    """``(B_img, B_txt)`` logits of the multiple-instance max: ``scale * max_p z[i, p] . t[j]``."""
+    return scale * torch.einsum("ipd,jd->ijp", z, t).max(dim=-1).values
+
+
+def part_tag_loss(z: torch.Tensor, parts: torch.Tensor, shown: torch.Tensor, tag_scale,
+                  tag_bias) -> torch.Tensor:
+    """Binary cross-entropy of "part ``k`` is in image ``i``" (``shown``, B x K) from the best
+    patch's cosine to the part prompt ``parts[k]``, through a scale and a bias."""
+    best = torch.einsum("ipd,kd->ikp", z, parts).max(dim=-1).values
+    return F.binary_cross_entropy_with_logits(tag_scale * best + tag_bias, shown)
+
+
+def patch_tokens(model, images) -> torch.Tensor:
+    """Projected patch tokens ``(B, P, d)`` of an open_clip ViT, with gradients: the tokens whose
+    average is the image feature under average pooling (``ln_post`` then ``proj``)."""
+    v = model.visual
+    x = v.transformer(v._embeds(images))
+    x = v.ln_post(x)[:, 1:]
+    return x @ v.proj if v.proj is not None else x
 
 
 def _features(model, images, text):

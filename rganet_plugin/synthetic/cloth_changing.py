@@ -87,6 +87,11 @@ def _check(params: Dict[str, int]) -> None:
             f"each outfit of a test identity needs a query and a gallery image "
             f"(IMAGES_PER_ID >= {2 * n_max})")
     bag_carriers([], params["bags_percent"], params["seed"])  # range check
+    for key in ("misaligned_percent", "partial_percent", "garment_pool"):
+        if params[key]:
+            raise ValueError(f"{key.upper()} is for the occluded set (dataset SyntheticOccludedDuke); "
+                             f"the cloth-changing set (SyntheticLTCC) draws every person in the "
+                             f"default framing with its own outfits, got {key.upper()}={params[key]}")
 
 
 def _plan(params) -> List[Dict[str, Any]]:
@@ -180,12 +185,14 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
 def generate_ltcc(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,
                   images_per_id: int = 8, seed: int = 0, height: int = 256, width: int = 128,
                   bags_percent: int = 0, outfits_per_id: int = 0, overwrite: bool = False,
-                  progress: bool = True) -> str:
+                  progress: bool = True, **occluded_set_only) -> str:
     """Generate the cloth-changing set as ``<out_dir>/LTCC_ReID`` and return that folder (same
-    caching rules as :func:`~.occluded_duke.generate_occluded_duke`)."""
+    caching rules as :func:`~.occluded_duke.generate_occluded_duke`). The misaligned world's
+    parameters (``occluded_set_only``) are refused unless 0."""
     params = synthetic_params(num_train_ids=num_train_ids, num_test_ids=num_test_ids,
                               images_per_id=images_per_id, seed=seed, height=height, width=width,
-                              bags_percent=bags_percent, outfits_per_id=outfits_per_id)
+                              bags_percent=bags_percent, outfits_per_id=outfits_per_id,
+                              **occluded_set_only)
     _check(params)
     return generate_once(out_dir, CC_DATASET_DIR, params, CC_GENERATOR_VERSION,
                          lambda tmp: _write_dataset(tmp, params, progress), "SyntheticLTCC",

@@ -44,6 +44,21 @@ def format_report(report) -> str:
     if len(diag) > 1:
         out += ["", "| " + " | ".join(diag[0]) + " |", "|" + "---|" * len(diag[0])]
         out += ["| " + " | ".join(r) + " |" for r in diag[1:]]
+    views = [("model", "view", "prompts: part mIoU", "stripes, same images", "head", "upper body",
+              "lower body", "foot")]
+    for which in ("random", "trained"):
+        r = report.get(which)
+        for view, v in ((r or {}).get("views") or {}).items():
+            iou = v["prompt_iou"]
+            views.append((which, view, f"{v['prompt_miou']:.3f}", f"{v['stripes_miou']:.3f}",
+                          *(f"{iou[k]:.3f}" for k in ("head", "upper body", "lower body", "foot"))))
+    if len(views) > 1:
+        out += ["", "| " + " | ".join(views[0]) + " |", "|" + "---|" * len(views[0])]
+        out += ["| " + " | ".join(r) + " |" for r in views[1:]]
+    probe = [f"{w} {report[w]['linear_probe_miou']:.3f}" for w in ("random", "trained")
+             if report.get(w) and "linear_probe_miou" in report[w]]
+    if probe:
+        out.append(f"\nlinear probe part mIoU (full views, held-out quarter): {', '.join(probe)}")
     chance = (report.get("trained") or report.get("random"))["chance_R@1"]
     n = (report.get("trained") or report.get("random"))["num_people"]
     out.append(f"\n{n} held-apart people (full view); chance R@1 = {chance:.4f}; part mIoU on "
@@ -100,6 +115,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if s.batch_size > s.num_pairs:
         p.error("--batch-size must not exceed --num-pairs")
+    from .image_text import PLACEMENTS
+    from .clip_pretrain import OBJECTIVES
+    if s.placement not in PLACEMENTS:
+        p.error(f"--placement must be one of {', '.join(PLACEMENTS)}")
+    if s.objective not in OBJECTIVES:
+        p.error(f"--objective must be one of {', '.join(OBJECTIVES)}")
+    if s.part_tag < 0:
+        p.error("--part-tag must be >= 0")
     cache = args.cache or os.path.join(os.getenv("FASTREID_DATASETS", "datasets"), "image_text")
     command = "python -m rganet_plugin.tools pretrain-clip " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

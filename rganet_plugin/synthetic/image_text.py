@@ -21,6 +21,14 @@ Cutouts are what ties the part words to image content: in the other views every 
 with most of the body, but a cutout's caption ("an upper body part of a person: a red t-shirt")
 names the one part the picture shows.
 
+**Placement** (``placement``): ``natural`` (the shipped weights' pairs) draws every view at the
+person's usual height and scale, so a cutout's part sits at its natural rows and a part word can
+be learned as a row. ``free`` breaks that tie (issue 19): full and occluded people are shifted
+and scaled as the misaligned ReID world's (:mod:`rganet_plugin.synthetic.framing`), top and
+bottom views are windows of 30-80 % of the body resized to the image (partial views), and a
+cutout's part is zoomed to 25-80 % of the image height and put at a random height and side. The
+extra draws come from their own stream, so ``natural`` pairs are unchanged.
+
 The caption (:func:`rganet_plugin.synthetic.captions.caption`) describes the parts in view and says
 which are hidden or out of the frame. ``part_visible`` (the fraction of each part's pixels in
 view) and the label map are returned for the zero-shot checks only; training never reads them.
@@ -42,6 +50,7 @@ from .occluders import _make_occluder
 from .people import _colourise, _draw_person, _identity
 from .scenes import _camera
 from .params import DRAWING_VERSION
+from .framing import SHIFT_SCALE, SHIFT_X, body_window, resample
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +61,12 @@ IMAGE_TEXT_VERSION = 2
 VIEW_KINDS = (("full", 0.35), ("occluded", 0.2), ("top", 0.1), ("bottom", 0.1), ("cutout", 0.25))
 #: Random streams: people and scenes of the pre-training pairs never share the ReID data's
 #: streams (``[seed, 1, pid]`` for identities, ``[seed, 2, camera]`` for scenes).
-_PERSON_STREAM, _SCENE_STREAM, _VIEW_STREAM = 101, 102, 103
+_PERSON_STREAM, _SCENE_STREAM, _VIEW_STREAM, _PLACEMENT_STREAM = 101, 102, 103, 104
+PLACEMENTS = ("natural", "free")
+#: ``free`` placement: a partial view's window (fraction of the body's height) and a cutout's
+#: part height (fraction of the image height).
+FREE_WINDOW = (0.3, 0.8)
+FREE_CUTOUT_HEIGHT = (0.25, 0.8)
 NUM_SCENES = 48
 
 
@@ -86,12 +100,32 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def _free_box(label: np.ndarray, view: str, frng: np.random.Generator):
+    """Where a ``free``-placement top / bottom view or cutout looks (``None``: no reframing)."""
+    h, w = label.shape
+    if view in ("top", "bottom"):
+        return body_window(label, view, float(frng.uniform(*FREE_WINDOW)))
+    if view != "cutout":
+        return None
+    rows = np.nonzero((label > 0).any(axis=1))[0]
+    cols = np.nonzero((label > 0).any(axis=0))[0]
+    part_h, part_w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    win_h = part_h / frng.uniform(*FREE_CUTOUT_HEIGHT)      # the part fills that much of it
+    win_w = max(win_h * w / h, part_w * 1.1)
+    y0 = rows[0] - frng.random() * (win_h - part_h)          # the part at a random height
+    x0 = cols[0] - frng.random() * max(0.0, win_w - part_w)  # and side
+    return (x0, y0, x0 + win_w, y0 + win_h)
+
+
 def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
                 scenes: Optional[List[Dict[str, Any]]] = None, view: Optional[str] = None,
-                num_captions: int = 3) -> Dict[str, Any]:
+                num_captions: int = 3, placement: str = "natural") -> Dict[str, Any]:
     """Pair ``index`` of the stream ``seed``: image (HxWx3 uint8), ``num_captions`` captions
     (varied wording of the same content), label map (HxW uint8, 0 background, 1-4 parts),
-    ``part_visible`` per part, ``view`` and ``occluder``."""
+    ``part_visible`` per part, ``view`` and ``occluder``; ``placement`` as in the module's
+    docstring."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     h, w = height, width
     rng = np.random.default_rng([seed, _VIEW_STREAM, index])
     ident = _identity(np.random.default_rng([seed, _PERSON_STREAM, index]))
@@ -102,10 +136,27 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
         kinds, probs = zip(*VIEW_KINDS)
         view = kinds[int(rng.choice(len(kinds), p=np.array(probs)))]
 
-    label, material, geom = _draw_person(ident, rng, h, w)
+    free = placement == "free"
+    frng = np.random.default_rng([seed, _PLACEMENT_STREAM, index]) if free else None
+    frame = None
+    if free and view in ("full", "occluded"):
+        frame = {"scale": frng.uniform(*SHIFT_SCALE), "top": frng.random(),
+                 "dx": frng.uniform(-SHIFT_X, SHIFT_X)}
+    label, material, geom = _draw_person(ident, rng, h, w, frame)
     person = _colourise(ident, material, geom, h, w)
     totals = np.bincount(label.ravel(), minlength=5)[1:5].astype(np.float64)
-    if view in ("top", "bottom"):
+    if free and view in ("top", "bottom", "cutout"):
+        if view == "cutout":
+            keep = label == int(rng.integers(1, 5))
+            label = np.where(keep, label, 0).astype(label.dtype)
+            material = np.where(keep, material, 0).astype(material.dtype)
+        box = _free_box(label, view, frng)
+        label = resample(label, box, (h, w), nearest=True)
+        material = resample(material, box, (h, w), nearest=True)
+        person = resample(person, box, (h, w), nearest=False)
+        totals = np.bincount(label.ravel(), minlength=5)[1:5].astype(np.float64) \
+            if view == "cutout" else _scaled_totals(totals, box, h, w)
+    elif view in ("top", "bottom"):
         # frame only part of the person: move it down (top view) or up (bottom view)
         frac = rng.uniform(0.3, 0.55)
         dy = int(round(frac * h)) if view == "top" else -int(round(frac * h))
@@ -147,6 +198,12 @@ def render_pair(index: int, seed: int = 0, height: int = 256, width: int = 128,
             "occluder": None if occluder is None else occluder[0]}
 
 
+def _scaled_totals(totals: np.ndarray, box, h: int, w: int) -> np.ndarray:
+    """Part areas of the whole person in the pixels of a view zoomed to ``box``, so that the
+    view's ``part_visible`` is the fraction of each part inside the window."""
+    return totals * (h / (box[3] - box[1])) * (w / (box[2] - box[0]))
+
+
 def _scenes(seed: int, h: int, w: int) -> List[Dict[str, Any]]:
     return [_camera(np.random.default_rng([seed, _SCENE_STREAM, c]), h, w)
             for c in range(NUM_SCENES)]
@@ -170,17 +227,21 @@ class ImageTextPairs:
 
 
 def pairs_params(num: int, seed: int, start: int = 0, height: int = 256, width: int = 128,
-                 view: Optional[str] = None) -> Dict[str, Any]:
-    return {"num": int(num), "seed": int(seed), "start": int(start), "height": int(height),
-            "width": int(width), "view": view, "image_text_version": IMAGE_TEXT_VERSION,
-            "drawing_version": DRAWING_VERSION}
+                 view: Optional[str] = None, placement: str = "natural") -> Dict[str, Any]:
+    params = {"num": int(num), "seed": int(seed), "start": int(start), "height": int(height),
+              "width": int(width), "view": view, "image_text_version": IMAGE_TEXT_VERSION,
+              "drawing_version": DRAWING_VERSION}
+    if placement != "natural":  # the natural pairs keep their cache name
+        params["placement"] = placement
+    return params
 
 
 def build_pairs(cache_root: str, num: int, seed: int = 0, start: int = 0, height: int = 256,
-                width: int = 128, view: Optional[str] = None, progress: bool = True) -> ImageTextPairs:
+                width: int = 128, view: Optional[str] = None, progress: bool = True,
+                placement: str = "natural") -> ImageTextPairs:
     """Pairs ``start .. start+num-1`` of stream ``seed``, rendered once into
     ``<cache_root>/pairs-<hash>`` (written under a temporary name, then renamed)."""
-    params = pairs_params(num, seed, start, height, width, view)
+    params = pairs_params(num, seed, start, height, width, view, placement)
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     folder = os.path.join(cache_root, f"pairs-{key}")
     if os.path.isfile(os.path.join(folder, "pairs.json")):
@@ -228,7 +289,8 @@ def _render_into(folder: str, params: Dict[str, Any], progress: bool) -> None:
     records = []
     for i in tqdm(range(num), desc="Rendering image-caption pairs", unit="pair",
                   disable=not progress):
-        p = render_pair(params["start"] + i, params["seed"], h, w, scenes, params["view"])
+        p = render_pair(params["start"] + i, params["seed"], h, w, scenes, params["view"],
+                        placement=params.get("placement", "natural"))
         images[i], labels[i] = p["image"], p["label"]
         records.append({k: p[k] for k in ("captions", "part_visible", "view", "occluder")})
     images.flush()

@@ -24,9 +24,10 @@ from PIL import Image
 
 from .bags import bag_carriers, bag_for
 from .cache import generate_once, read_manifest
+from .framing import assign_framing
 from .occluders import OCCLUDED_AREA
 from .params import GENERATOR_VERSION, params_hash, synthetic_params
-from .people import _identity
+from .people import _identity, share_garments
 from .render import _render
 from .scenes import _camera
 from .writer import progress_bar, save_mask, write_manifest
@@ -92,17 +93,20 @@ def _plan(params) -> List[Dict[str, Any]]:
 def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> Dict[str, Any]:
     h, w, seed = params["height"], params["width"], params["seed"]
     plan = _plan(params)
+    assign_framing(plan, seed, params.get("misaligned_percent", 0), params.get("partial_percent", 0))
     for d in SPLIT_DIRS.values():
         os.makedirs(os.path.join(dataset_dir, d), exist_ok=True)
     for d in SPLIT_DIRS.values():
         os.makedirs(os.path.join(dataset_dir, "masks", d), exist_ok=True)
     idents = {pid: _identity(np.random.default_rng([seed, 1, pid]))
               for pid in sorted({p["pid"] for p in plan})}
+    share_garments(idents, params.get("garment_pool", 0), seed)
     with_bags = params.get("bags_percent", 0) > 0
     carriers = bag_carriers(idents, params.get("bags_percent", 0), seed)
     for pid in carriers:
         idents[pid]["bag"] = bag_for(seed, pid)
     num_parts = 5 if with_bags else 4
+    misaligned_world = bool(params.get("misaligned_percent", 0) or params.get("partial_percent", 0))
     cams = {c: _camera(np.random.default_rng([seed, 2, c]), h, w) for c in range(1, NUM_CAMERAS + 1)}
     bar = progress_bar(len(plan), "Generating SyntheticOccludedDuke", progress)
     records = []
@@ -111,11 +115,14 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         ident = idents[p["pid"]]
         bag_rng = np.random.default_rng([seed, _BAG_STREAM, i]) if "bag" in ident else None
         img, label, kind, area, covered = _render(ident, cams[p["camid"]], rng, h, w,
-                                                  p["occluded"], bag_rng=bag_rng, num_parts=num_parts)
+                                                  p["occluded"], bag_rng=bag_rng, num_parts=num_parts,
+                                                  framing=p["framing"], frame=p["frame"])
         path = os.path.join(dataset_dir, p["file"])
         Image.fromarray(img, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
         rec = dict(p, occluder=kind, occluded_area=round(area, 4),
                    part_covered=[round(c, 4) for c in covered])
+        if not misaligned_world:
+            del rec["framing"], rec["frame"]  # the default world's manifest stays as it was
         if with_bags:
             rec["bag"] = ident["bag"]["kind"] if "bag" in ident else None
         # part masks of every image: the training ones feed stage 1 (L_seg), the test ones are
@@ -139,7 +146,9 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
 def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,
                            images_per_id: int = 8, seed: int = 0, height: int = 256,
                            width: int = 128, bags_percent: int = 0, outfits_per_id: int = 0,
-                           overwrite: bool = False, progress: bool = True) -> str:
+                           misaligned_percent: int = 0, partial_percent: int = 0,
+                           garment_pool: int = 0, overwrite: bool = False,
+                           progress: bool = True) -> str:
     """Generate the synthetic dataset as ``<out_dir>/Occluded_Duke`` and return that folder.
 
     An existing ``Occluded_Duke`` generated with the same parameters is returned as is; one with
@@ -148,10 +157,14 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
     ``out_dir``, then renamed) and concurrent calls for the same ``out_dir`` generate it once.
     ``outfits_per_id`` must be 0 here: clothes changes are the cloth-changing set's
     (:func:`~rganet_plugin.synthetic.cloth_changing.generate_ltcc`).
+    ``misaligned_percent`` / ``partial_percent`` (:mod:`.framing`) and ``garment_pool``
+    (:func:`.people.share_garments`) make the misaligned world; 0 keeps the default one.
     """
     params = synthetic_params(num_train_ids=num_train_ids, num_test_ids=num_test_ids,
                               images_per_id=images_per_id, seed=seed, height=height, width=width,
-                              bags_percent=bags_percent, outfits_per_id=outfits_per_id)
+                              bags_percent=bags_percent, outfits_per_id=outfits_per_id,
+                              misaligned_percent=misaligned_percent,
+                              partial_percent=partial_percent, garment_pool=garment_pool)
     if params["outfits_per_id"]:
         raise ValueError("OUTFITS_PER_ID is for the cloth-changing set (dataset SyntheticLTCC); "
                          "the occluded set (SyntheticOccludedDuke) has one outfit per identity, "

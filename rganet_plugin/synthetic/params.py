@@ -32,6 +32,9 @@ SYNTHETIC_DEFAULTS: Dict[str, int] = {
     "width": 128,
     "bags_percent": 0,
     "outfits_per_id": 0,
+    "misaligned_percent": 0,
+    "partial_percent": 0,
+    "garment_pool": 0,
 }
 
 
@@ -72,12 +75,19 @@ def synthetic_params(synthetic: Any = None, **overrides) -> Dict[str, int]:
     for k, lo in minimum.items():
         if params[k] < lo:
             raise ValueError(f"synthetic dataset parameter {k.upper()} must be >= {lo}, got {params[k]}")
+    for k in ("misaligned_percent", "partial_percent"):
+        if not 0 <= params[k] <= 100:
+            raise ValueError(f"synthetic dataset parameter {k.upper()} must be in 0..100, got {params[k]}")
+    if params["garment_pool"] < 0:
+        raise ValueError(f"synthetic dataset parameter GARMENT_POOL must be >= 0 (0: every identity "
+                         f"its own garments), got {params['garment_pool']}")
     if params["num_train_ids"] + params["num_test_ids"] > 9000:
         raise ValueError("NUM_TRAIN_IDS + NUM_TEST_IDS must be <= 9000 (4-digit Duke pids)")
     return params
 
 
-_LATER_KEYS = ("bags_percent", "outfits_per_id")
+_LATER_KEYS = ("bags_percent", "outfits_per_id", "misaligned_percent", "partial_percent",
+               "garment_pool")
 
 
 def params_hash(params: Mapping[str, int], version: int = GENERATOR_VERSION) -> str:

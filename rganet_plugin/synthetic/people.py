@@ -57,6 +57,28 @@ def _identity(rng: np.random.Generator) -> Dict[str, Any]:
         "height": float(rng.uniform(0.9, 1.0)),
     }
 
+#: An identity's upper and lower garment (keys of :func:`_identity`), shared by identities when
+#: ``GARMENT_POOL`` > 0.
+UPPER_GARMENT_KEYS = ("upper", "upper_pattern", "upper_period", "long_sleeves")
+LOWER_GARMENT_KEYS = ("lower", "lower_kind", "lower_pattern")
+_GARMENT_STREAM = 12
+
+
+def share_garments(idents: Dict[int, Dict[str, Any]], pool: int, seed: int) -> None:
+    """Dress every identity in an upper and a lower garment drawn from pools of ``pool`` each,
+    so that identities share garments and only their combination (with head, hair, shoes and
+    build) tells them apart. Pools and choices come from their own random streams."""
+    if pool <= 0:
+        return
+    uppers = [_identity(np.random.default_rng([seed, _GARMENT_STREAM, 0, k])) for k in range(pool)]
+    lowers = [_identity(np.random.default_rng([seed, _GARMENT_STREAM, 1, k])) for k in range(pool)]
+    for pid, ident in idents.items():
+        r = np.random.default_rng([seed, _GARMENT_STREAM, 2, pid])
+        u, l = uppers[int(r.integers(pool))], lowers[int(r.integers(pool))]
+        ident.update({k: u[k] for k in UPPER_GARMENT_KEYS})
+        ident.update({k: l[k] for k in LOWER_GARMENT_KEYS})
+
+
 class _Canvas:
     """Draws each shape into a label map and a material map at once."""
 
@@ -93,12 +115,21 @@ def _lerp(p0, p1, t):
     return (p0[0] + (p1[0] - p0[0]) * t, p0[1] + (p1[1] - p0[1]) * t)
 
 
-def _draw_person(ident, rng, h, w) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
-    """Label map and material map (uint8 HxW) of one view of one identity."""
+def _draw_person(ident, rng, h, w, frame=None) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+    """Label map and material map (uint8 HxW) of one view of one identity.
+
+    ``frame`` (a shifted view, :mod:`.framing`): ``scale`` of the person's height, ``top`` (0-1
+    of the free rows above it) and ``dx`` (fraction of the width); ``None`` draws the default
+    framing, with the same random draws either way.
+    """
     cv = _Canvas(h, w)
     ph = h * 0.9 * ident["height"] * rng.uniform(0.93, 1.04)
     ty = (h - ph) * rng.uniform(0.2, 0.8)
     cx = w / 2 + rng.uniform(-0.07, 0.07) * w
+    if frame is not None:
+        ph *= frame["scale"]
+        ty = (h - ph) * frame["top"]
+        cx += frame["dx"] * w
     b = ident["build"]
     stride = rng.uniform(-1.0, 1.0)
     swing = rng.uniform(-1.0, 1.0)

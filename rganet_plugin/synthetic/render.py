@@ -5,17 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from .bags import draw_bag
+from .framing import crop_window
 from .occluders import _make_occluder
 from .people import _colourise, _draw_person
 
 
-def _render(ident, cam, rng, h, w, occluded, bag_rng=None, num_parts=4):
+def _render(ident, cam, rng, h, w, occluded, bag_rng=None, num_parts=4, framing="full",
+            frame=None):
     """``(image uint8 HxWx3, part mask uint8 HxW, occluder kind, occluded area, covered)``.
 
-    ``covered[k - 1]`` is the fraction of part ``k``'s pixels behind the occluder, for the
-    ``num_parts`` part classes (4, or 5 with bags). ``bag_rng`` jitters the identity's bag.
+    ``covered[k - 1]`` is the fraction of part ``k``'s pixels behind the occluder (or, for a
+    partial view, outside its window), for the ``num_parts`` part classes (4, or 5 with bags).
+    ``bag_rng`` jitters the identity's bag; ``framing`` / ``frame`` are :mod:`.framing`'s.
     """
-    label, material, geom = _draw_person(ident, rng, h, w)
+    label, material, geom = _draw_person(ident, rng, h, w,
+                                         frame if framing == "shifted" else None)
     if ident.get("bag") is not None:
         draw_bag(label, material, geom, ident["bag"], bag_rng)
     person = _colourise(ident, material, geom, h, w)
@@ -29,6 +33,8 @@ def _render(ident, cam, rng, h, w, occluded, bag_rng=None, num_parts=4):
         img, label = img[:, ::-1].copy(), label[:, ::-1].copy()
     kind, area = None, 0.0
     covered = [0.0] * num_parts  # fraction of each part's pixels behind the occluder
+    if framing in ("top", "bottom"):
+        img, label, covered = crop_window(img, label, framing, frame["fraction"], num_parts)
     if occluded:
         kind, mask, colour = _make_occluder(rng, h, w)
         np.copyto(img, colour, where=mask[..., None])
