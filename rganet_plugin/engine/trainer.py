@@ -9,7 +9,12 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
   :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
 * the checkpointer is :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` (fast-reid's,
-  refusing a ``MODEL.WEIGHTS`` of another model);
+  refusing a ``MODEL.WEIGHTS`` of another model, writing atomically);
+* :class:`~rganet_plugin.engine.hooks.StopOnSignalHook` (Ctrl-C / SIGTERM: stop after the
+  iteration with a checkpoint) and :class:`~rganet_plugin.engine.hooks.EpochLineHook` (one
+  console line per epoch);
+* ``--resume`` of a run that already finished evaluates its final model instead of training
+  (fast-reid's ``EvalHook`` would fail on the empty loop: ``no attribute 'epoch'``);
 * stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, see ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
@@ -27,7 +32,10 @@ from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
 from .checkpoint import ModelCheckpointer
-from .hooks import MemoryBankHook, PromptCacheHook, unwrap
+from fastreid.utils import comm
+
+from .hooks import (PROGRESS_LOGGER, EpochLineHook, MemoryBankHook, PromptCacheHook,
+                    StopOnSignalHook, unwrap)
 from .stages import is_prompt_stage
 
 logger = logging.getLogger(__name__)
@@ -85,7 +93,23 @@ class RGANetTrainer(DefaultTrainer):
             # heads) are not what stage 2 will give, so a ReID evaluation here only misleads.
             ret = [h for h in ret if not isinstance(h, EvalHook)]
             self._last_eval_results = {}
+        ret.insert(0, EpochLineHook("stage 1 " if prompt_stage else ""))  # before the evaluation
+        if comm.get_world_size() == 1:
+            ret.append(StopOnSignalHook())  # last: after the epoch's checkpoint and evaluation
         return ret
+
+    # ------------------------------------------------------------------ training
+    def train(self):
+        if self.start_epoch >= self.max_epoch:  # --resume of a finished run
+            logging.getLogger(PROGRESS_LOGGER).info(
+                "This run already finished (%d of %d epochs, %s): nothing to train, evaluating "
+                "its final model", self.start_epoch, self.max_epoch, self.cfg.OUTPUT_DIR)
+            self.epoch = self.max_epoch - 1
+            if is_prompt_stage(self.cfg):
+                return {}
+            self._last_eval_results = self.test(self.cfg, self.model)
+            return self._last_eval_results
+        return super().train()
 
     # ------------------------------------------------------------------ evaluation
     @classmethod
