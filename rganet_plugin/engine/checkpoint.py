@@ -73,9 +73,11 @@ def write_atomically(path: str, data: bytes) -> None:
         cause = _CAUSES.get(e.errno, e.strerror or str(e))
         kept = ("the previous file is unchanged" if os.path.exists(path)
                 else "no earlier file of that name")
-        raise CheckpointWriteError(
-            e.errno, f"cannot write {path}: {cause} ({len(data) / 2**20:.1f} MiB to write); "
-            f"{kept}. Free some space (or raise the limit) and rerun with --resume.") from e
+        err = CheckpointWriteError(
+            f"cannot write {path}: {cause} ({len(data) / 2**20:.1f} MiB to write); {kept}. "
+            f"Free some space (or raise the limit) and rerun with --resume.")
+        err.errno = e.errno
+        raise err from e
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:

@@ -54,3 +54,15 @@ def parser_arity(parser) -> Dict[str, int]:
         for s in action.option_strings:
             out[s] = n
     return out
+
+
+def parse_args_anywhere(parser, argv: Sequence[str]):
+    """``parser.parse_args(argv)`` where the parser's last argument is ``opts``
+    (``argparse.REMAINDER``) and the parser's flags may also follow the overrides."""
+    argv = list(argv)
+    args = parser.parse_args(argv)
+    flags, rest = hoist_flags(args.opts, parser_arity(parser))
+    if not flags:
+        return args
+    prefix = argv[:len(argv) - len(args.opts)]
+    return parser.parse_args(flags + prefix + rest)  # the flags first: REMAINDER takes the rest

@@ -54,7 +54,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
-from .argv import CONFIG_KEY, hoist_flags, parser_arity
+from .argv import CONFIG_KEY, parse_args_anywhere
 
 logger = logging.getLogger(__name__)
 
@@ -523,12 +523,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "(FIRe²'s evaluator); default: the standard one")
     ap.add_argument("opts", nargs=argparse.REMAINDER,
                     help="KEY VALUE config overrides for every run")
-    args = ap.parse_args(argv)
-    flags, args.opts = hoist_flags(args.opts, parser_arity(ap))  # flags after the overrides
-    if flags:
-        opts = args.opts
-        args = ap.parse_args(flags, namespace=args)
-        args.opts = opts
+    args = parse_args_anywhere(ap, sys.argv[1:] if argv is None else argv)  # flags anywhere
     for field in ("configs", "train_net"):  # "--configs A.yml B.yml KEY VALUE": the keys are opts
         values = getattr(args, field) or []
         first = next((i for i, v in enumerate(values) if CONFIG_KEY.match(v)), None)

@@ -42,7 +42,7 @@ from ..engine.stages import plan_stages, train_prompt_stage
 from ..engine.checkpoint import (CheckpointMismatchError, CheckpointWriteError, ModelCheckpointer,
                                  complete_cfg_from_checkpoint, read_checkpoint)
 from ..modeling.backbones.clip_weights import CLIPWeightsError
-from .argv import hoist_flags, parser_arity
+from .argv import parse_args_anywhere
 
 logger = logging.getLogger("rganet_plugin")
 
@@ -162,14 +162,7 @@ def main(argv=None, run=run, load=load_config) -> int:
 
 def parse_args(argv=None):
     """fast-reid's arguments; its flags may also stand after the config overrides."""
-    parser = default_argument_parser()
-    args = parser.parse_args(argv)
-    flags, args.opts = hoist_flags(args.opts, parser_arity(parser))
-    if flags:
-        opts = args.opts
-        args = parser.parse_args(flags, namespace=args)
-        args.opts = opts
-    return args
+    return parse_args_anywhere(default_argument_parser(), sys.argv[1:] if argv is None else argv)
 
 
 def _error(e: BaseException, code: int) -> int:
