@@ -98,9 +98,11 @@ def quiet_console(names) -> None:
     if os.environ.get("RGANET_VERBOSE", "") not in ("", "0"):
         return
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     for name in names:
         for h in logging.getLogger(name).handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+            # (fast-reid's log.txt handler is a StreamHandler too: tell them by their stream)
+            if getattr(h, "stream", None) in consoles \
                     and not any(isinstance(f, _ConsoleFilter) for f in h.filters):
                 h.addFilter(_ConsoleFilter())
 
