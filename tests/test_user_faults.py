@@ -58,17 +58,30 @@ def warning_lines(text):
 
 
 # ---------------------------------------------------------------------------- Ctrl-C and --resume
+def results_line(text):
+    return [line for line in text.splitlines() if line.startswith("| SyntheticOccludedDuke")]
+
+
 def test_ctrl_c_writes_a_checkpoint_resume_goes_on_and_a_finished_run_evaluates(tmp_path):
     """SIGINT in stage 2: the iteration finishes, model_interrupted.pth is written, one line
     names the --resume command, exit 130. The same command with --resume (here written after
-    the overrides) finishes; --resume once more evaluates the finished run and exits 0 (fast-reid's
-    EvalHook failed with `no attribute 'epoch'`). The console stays quiet throughout."""
-    args = opts_for(tmp_path, "PROMPT_STAGE.MAX_EPOCH", "1", "SOLVER.MAX_EPOCH", "40",
-                    "TEST.EVAL_PERIOD", "40", "SOLVER.CHECKPOINT_PERIOD", "40")
+    the overrides) finishes with the very weights and metrics of an uninterrupted run; --resume
+    once more evaluates the finished run and exits 0 (fast-reid's EvalHook failed with `no
+    attribute 'epoch'`). The console stays quiet throughout."""
+    # 8 identities x 4 images, batch 8: 4 iterations per epoch
+    common = ["DATASETS.ROOT", str(tmp_path / "data"), *SMALL, "SOLVER.IMS_PER_BATCH", "8",
+              "PROMPT_STAGE.MAX_EPOCH", "1", "SOLVER.MAX_EPOCH", "12", "TEST.EVAL_PERIOD", "12",
+              "SOLVER.CHECKPOINT_PERIOD", "12"]
+    whole = subprocess.run([sys.executable, TRAIN_NET, "--config-file", DEMO, *common,
+                            "OUTPUT_DIR", str(tmp_path / "whole")], cwd=ROOT, capture_output=True,
+                           text=True, env=env(), timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    args = [*common, "OUTPUT_DIR", str(tmp_path / "out")]
     log = tmp_path / "first.txt"
     with open(log, "w") as f:
         proc = start(tmp_path, args, f)
-        wait_for(log, "]: epoch 1/40", proc)
+        wait_for(log, "]: epoch 2/12", proc)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130
     first = log.read_text()
@@ -79,28 +92,32 @@ def test_ctrl_c_writes_a_checkpoint_resume_goes_on_and_a_finished_run_evaluates(
     assert f"checkpoint written to {out / 'model_interrupted.pth'}" in stop[0]
     assert (out / "last_checkpoint").read_text() == "model_interrupted.pth"
     ckpt = torch.load(out / "model_interrupted.pth", weights_only=False)
-    assert ckpt["iteration"] >= 2 and "optimizer" in ckpt
+    assert 8 <= ckpt["iteration"] < 48 and "optimizer" in ckpt and "rng" in ckpt
     # quiet: the pointer to the log, one line per epoch, no warning, no environment dump/model
     assert f"details in {out / 'log.txt'}" in first
-    assert "]: stage 1 epoch 1/1  loss" in first and "]: epoch 1/40  loss" in first
+    assert "]: stage 1 epoch 1/1  loss" in first and "]: epoch 1/12  loss" in first
     assert not warning_lines(first), warning_lines(first)
     assert "Environment info" not in first and "RGANet(" not in first
     assert "Environment info" in (out / "log.txt").read_text()
 
-    # (4 epochs instead of 40 to keep the test short; the checkpoint does not fix MAX_EPOCH)
-    again = [*args, "SOLVER.MAX_EPOCH", "4", "TEST.EVAL_PERIOD", "4", "--resume"]
-    r = subprocess.run([sys.executable, TRAIN_NET, "--config-file", DEMO, *again], cwd=ROOT,
-                       capture_output=True, text=True, env=env(), timeout=600)
+    r = subprocess.run([sys.executable, TRAIN_NET, "--config-file", DEMO, *args, "--resume"],
+                       cwd=ROOT, capture_output=True, text=True, env=env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     text = r.stdout + r.stderr
-    assert "Stage 1 (prompt learning) already done" in text and "]: epoch 4/4" in text
-    assert "Rank-1" in text and not warning_lines(text), text[-3000:]
-    assert (out / "model_final.pth").is_file()
+    assert "Stage 1 (prompt learning) already done" in text and "]: epoch 12/12" in text
+    assert f"Resuming after iteration {ckpt['iteration']}" in text
+    assert not warning_lines(text), text[-3000:]
+    # the same run as the uninterrupted one: same weights, same metrics
+    a = torch.load(tmp_path / "whole" / "model_final.pth", weights_only=False)["model"]
+    b = torch.load(out / "model_final.pth", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert results_line(text) == results_line(whole.stdout) != []
 
-    r = subprocess.run([sys.executable, TRAIN_NET, "--config-file", DEMO, *again], cwd=ROOT,
-                       capture_output=True, text=True, env=env(), timeout=600)
+    r = subprocess.run([sys.executable, TRAIN_NET, "--config-file", DEMO, *args, "--resume"],
+                       cwd=ROOT, capture_output=True, text=True, env=env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "This run already finished (4 of 4 epochs" in r.stdout and "Rank-1" in r.stdout
+    assert "This run already finished (12 of 12 epochs" in r.stdout
+    assert results_line(r.stdout) == results_line(whole.stdout)
     assert "Traceback" not in r.stderr
 
 

@@ -139,16 +139,41 @@ class RunInterrupted(KeyboardInterrupt):
             signum, checkpoint, epoch, iterations
 
 
+def rng_state() -> dict:
+    """The random states of this process (torch, CUDA, numpy, Python)."""
+    import random
+
+    import numpy as np
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "random": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class StopOnSignalHook(HookBase):
     """SIGINT (Ctrl-C) or SIGTERM: the current iteration finishes, a checkpoint is written
     (``model_interrupted.pth``, atomically, and tagged as the last one) and
     :class:`RunInterrupted` ends the run. A second signal stops at once.
 
     fast-reid resumes at epoch granularity (``start_epoch = checkpoint["epoch"] + 1``): a stop
-    inside epoch ``e`` records ``epoch = e - 1``, so ``--resume`` trains epoch ``e`` again from the
-    weights after the iterations of ``e`` already done; a stop at the end of an epoch (the signal
-    came during its last iteration) records ``e`` after the epoch's evaluation and checkpoint
-    hooks ran. Only single-process runs (processes of a multi-process run would stop at different
+    inside epoch ``e`` records ``epoch = e - 1`` plus the iterations done and the random states,
+    and ``RGANetTrainer`` goes on at the next iteration of ``e`` (the data stream and the random
+    states continue where they stopped); a stop at the end of an epoch (the signal came during its
+    last iteration) records ``e`` after the epoch's evaluation and checkpoint hooks ran. Only single-process runs (processes of a multi-process run would stop at different
     iterations, inside collectives) install the handlers; they are the previous ones again after
     training.
     """
@@ -193,7 +218,8 @@ class StopOnSignalHook(HookBase):
 
     def _stop(self, epoch_done: int, iterations: int):
         tr = self.trainer
-        tr.checkpointer.save(self.NAME, epoch=epoch_done, iteration=iterations)
+        # `iteration` and `rng` let RGANetTrainer resume at this very iteration
+        tr.checkpointer.save(self.NAME, epoch=epoch_done, iteration=iterations, rng=rng_state())
         path = os.path.join(tr.checkpointer.save_dir, self.NAME + ".pth") \
             if tr.checkpointer.save_dir else None
         signum, self._signum = self._signum, None
