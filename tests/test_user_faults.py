@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -53,6 +52,17 @@ def wait_for(path, text, proc, timeout=300):
     pytest.fail(f"never saw {text!r}")
 
 
+def interrupted(tmp_path, args, wait_text, sig, code):
+    """Start train_net with ``args``, send ``sig`` once ``wait_text`` is printed; its output."""
+    log = tmp_path / f"{signal.Signals(sig).name}.txt"
+    with open(log, "w") as f:
+        proc = start(tmp_path, args, f)
+        wait_for(log, wait_text, proc)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=120) == code
+    return log.read_text()
+
+
 def warning_lines(text):
     return [line for line in text.splitlines() if "warn" in line.lower()]
 
@@ -78,13 +88,7 @@ def test_ctrl_c_writes_a_checkpoint_resume_goes_on_and_a_finished_run_evaluates(
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     args = [*common, "OUTPUT_DIR", str(tmp_path / "out")]
-    log = tmp_path / "first.txt"
-    with open(log, "w") as f:
-        proc = start(tmp_path, args, f)
-        wait_for(log, "]: epoch 2/12", proc)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 130
-    first = log.read_text()
+    first = interrupted(tmp_path, args, "]: epoch 2/12", signal.SIGINT, 130)
     assert "Traceback" not in first and "KeyboardInterrupt" not in first
     stop = [line for line in first.splitlines() if line.startswith("stopped (SIGINT)")]
     assert len(stop) == 1 and stop[0].endswith("--resume"), first[-2000:]
@@ -123,13 +127,7 @@ def test_ctrl_c_writes_a_checkpoint_resume_goes_on_and_a_finished_run_evaluates(
 
 def test_sigterm_in_stage_1_stops_with_a_checkpoint(tmp_path):
     args = opts_for(tmp_path, "PROMPT_STAGE.MAX_EPOCH", "40", "SOLVER.MAX_EPOCH", "1")
-    log = tmp_path / "log.txt"
-    with open(log, "w") as f:
-        proc = start(tmp_path, args, f)
-        wait_for(log, "]: stage 1 epoch 1/40", proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 143
-    text = log.read_text()
+    text = interrupted(tmp_path, args, "]: stage 1 epoch 1/40", signal.SIGTERM, 143)
     assert "stopped (SIGTERM)" in text and "Traceback" not in text
     stage1 = tmp_path / "out" / "prompt_stage"
     assert (stage1 / "last_checkpoint").read_text() == "model_interrupted.pth"
