@@ -19,7 +19,9 @@ Patches (name: symptom without it):
     ``DataLoaderX`` always creates a ``torch.cuda.Stream`` and its prefetch thread calls
     ``torch.cuda.set_device``, so no loader can be built without a GPU. Replaced by a loader with
     the same constructor that prefetches on a CUDA side stream when the run is on a GPU and is a
-    plain ``DataLoader`` otherwise.
+    plain ``DataLoader`` otherwise. Its workers ignore SIGINT: a terminal's Ctrl-C reaches the
+    whole process group, and a worker that died of it first made the main process fail with
+    ``DataLoader worker exited unexpectedly`` instead of stopping with a checkpoint.
 ``output_dir``
     ``DefaultTrainer.auto_scale_hyperparams`` writes ``OUTPUT_DIR/config.yaml`` before anything
     created ``OUTPUT_DIR``: ``FileNotFoundError`` on a fresh output folder.
@@ -136,7 +138,18 @@ def _patch_torch_six() -> None:
     torch._six = six
 
 
+def _worker_init(user_fn, worker_id) -> None:
+    """A data-loader worker: SIGINT is the main process's to handle (it ends the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if user_fn is not None:
+        user_fn(worker_id)
+
+
 def _patch_dataloader() -> None:
+    import functools
+
     import torch
     from torch.utils.data import DataLoader
 
@@ -154,6 +167,9 @@ def _patch_dataloader() -> None:
             use_cuda = torch.cuda.is_available()
             if not use_cuda:
                 kwargs["pin_memory"] = False
+            if kwargs.get("num_workers", 0) > 0:
+                kwargs["worker_init_fn"] = functools.partial(_worker_init,
+                                                             kwargs.get("worker_init_fn"))
             super().__init__(**kwargs)
             self.local_rank = local_rank
             self.use_cuda = use_cuda

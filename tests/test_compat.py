@@ -81,6 +81,25 @@ def test_dataloader(tmp_path):
     assert len(batches) == 1 and batches[0]["images"].shape == (1, 3, 16, 8)
 
 
+class _SigintDisposition(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import signal
+
+        return {"ignored": torch.tensor(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)}
+
+
+def test_dataloader_workers_leave_sigint_to_the_main_process():
+    """A terminal's Ctrl-C reaches the workers too: they ignore it, the main process stops the
+    run with a checkpoint (engine.hooks.StopOnSignalHook) and ends them."""
+    from fastreid.data import build
+
+    loader = build.DataLoaderX(0, dataset=_SigintDisposition(), batch_size=1, num_workers=1)
+    assert [bool(b["ignored"]) for b in loader] == [True, True]
+
+
 def test_output_dir(tmp_path):
     code = f"""
     import rganet_plugin
