@@ -20,8 +20,8 @@ Patches (name: symptom without it):
     ``torch.cuda.set_device``, so no loader can be built without a GPU. Replaced by a loader with
     the same constructor that prefetches on a CUDA side stream when the run is on a GPU and is a
     plain ``DataLoader`` otherwise. Its workers ignore SIGINT: a terminal's Ctrl-C reaches the
-    whole process group, and a worker that died of it first made the main process fail with
-    ``DataLoader worker exited unexpectedly`` instead of stopping with a checkpoint.
+    whole process group, and a worker that died of it could fail a main process waiting for its
+    batch (``DataLoader worker exited unexpectedly``) instead of letting it stop with a checkpoint.
 ``output_dir``
     ``DefaultTrainer.auto_scale_hyperparams`` writes ``OUTPUT_DIR/config.yaml`` before anything
     created ``OUTPUT_DIR``: ``FileNotFoundError`` on a fresh output folder.
