@@ -20,7 +20,10 @@ compare imports entry points; it executes no repository file.
 Resuming: a run that finished leaves ``result.json`` next to its checkpoints, with the fingerprint
 of its full config; running the same command again reuses it (a run whose config changed since is
 trained again, the old folder moved aside), and a run that stopped half-way goes on from its last
-checkpoint (``--resume``).
+checkpoint (``--resume``; a run that finished but has no ``result.json`` is evaluated again).
+Every run is its own process group: stopping ``compare`` (Ctrl-C, SIGTERM) sends the runs SIGINT,
+so each writes a checkpoint and stops (SIGKILL after a minute), and ``compare`` exits with 130.
+The training time of a run is the sum over its processes (``attempts.json``).
 
 Output in ``--out``: ``comparison.md`` (the markdown table, also printed), ``comparison.png`` (R1,
 mAP and mINP per config, mean with the standard deviation over seeds as error bars; needs
@@ -44,11 +47,15 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
+
+from rganet_plugin.tools.argv import CONFIG_KEY, parse_args_anywhere
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,36 @@ METRICS = ("Rank-1", "mAP", "mINP")
 
 class RunFailed(RuntimeError):
     """A training process that exited with an error or printed no result table."""
+
+
+# the training processes running now; each leads its own process group
+_LIVE: set = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_runs(grace: float = 60.0) -> None:
+    """SIGINT to the process group of every run in progress (each writes a checkpoint and
+    stops), SIGKILL to those still there after ``grace`` seconds; no new run starts after it."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        _signal_group(p, signal.SIGINT)
+    deadline = time.time() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            _signal_group(p, signal.SIGKILL)
+            p.wait()
+
+
+def _signal_group(proc, sig) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # ---------------------------------------------------------------------------- projects
@@ -165,8 +202,24 @@ def train_config(cfg_file: str, name: str, seed: int, out: str, opts: Sequence[s
     cmd = train_command(cfg_file, out, seed, opts, resume, train_net)
     t0 = time.time()
     print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=entry_env(train_net))
-    log = proc.stdout + proc.stderr
+    with _LIVE_LOCK:
+        if _STOPPING.is_set():
+            raise RunFailed(f"{name} seed {seed} not started: compare is stopping")
+        # its own process group (session): stop_runs reaches its data-loader workers too, and
+        # a Ctrl-C in the terminal reaches compare, which stops the runs with a checkpoint
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=cwd, start_new_session=True,
+                                env=dict(entry_env(train_net), RGANET_VERBOSE="1"))  # the full log
+        _LIVE.add(proc)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+    log = stdout + stderr
     res = last_result(log)
     if proc.returncode != 0 or res is None:
         raise RunFailed(f"{name} seed {seed} failed (exit {proc.returncode}); the end of its "
@@ -285,6 +338,11 @@ def sweep(configs: Sequence[str], seeds: Sequence[int], out: str, opts: Sequence
             for f in futures:
                 f.cancel()
             raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (main): stop the runs, then leave
+            for f in futures:
+                f.cancel()
+            stop_runs()
+            raise
     for (seed, name, cfg_file), (res, failure) in zip(todo, outcomes):
         entry = results[name]
         if res is not None:
@@ -341,11 +399,29 @@ def _run_once(cfg_file, name, seed, run_dir, opts, cwd, train_net=None) -> Dict[
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "fingerprint.json"), "w") as f:
         json.dump(want, f)
-    res = train_config(os.path.abspath(cfg_file), name, seed, os.path.abspath(run_dir), opts,
-                       resume=resume, cwd=cwd, train_net=train_net)
+    t0 = time.time()
+    try:
+        res = train_config(os.path.abspath(cfg_file), name, seed, os.path.abspath(run_dir), opts,
+                           resume=resume, cwd=cwd, train_net=train_net)
+    finally:  # every process of the run counts, also one that was stopped or failed
+        minutes = _add_attempt(run_dir, (time.time() - t0) / 60)
+    res["minutes"] = minutes
     with open(done, "w") as f:
         json.dump({"sha1": want["sha1"], "result": res}, f, indent=1)
     return res
+
+
+def _add_attempt(run_dir: str, minutes: float) -> float:
+    """Record one process of the run in ``attempts.json``; the minutes of all of them."""
+    path = os.path.join(run_dir, "attempts.json")
+    attempts = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            attempts = json.load(f)
+    attempts.append(minutes)
+    with open(path, "w") as f:
+        json.dump(attempts, f)
+    return sum(attempts)
 
 
 # ---------------------------------------------------------------------------- reporting
@@ -436,7 +512,8 @@ def machine_line() -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load_average()}"
 
 
-_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")  # MODEL.BACKBONE.DEPTH, not a path
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -462,10 +539,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "(FIRe²'s evaluator); default: the standard one")
     ap.add_argument("opts", nargs=argparse.REMAINDER,
                     help="KEY VALUE config overrides for every run")
-    args = ap.parse_args(argv)
+    args = parse_args_anywhere(ap, sys.argv[1:] if argv is None else argv)  # flags anywhere
     for field in ("configs", "train_net"):  # "--configs A.yml B.yml KEY VALUE": the keys are opts
         values = getattr(args, field) or []
-        first = next((i for i, v in enumerate(values) if _CONFIG_KEY.match(v)), None)
+        first = next((i for i, v in enumerate(values) if CONFIG_KEY.match(v)), None)
         if first is not None:
             setattr(args, field, values[:first] or None)
             args.opts = values[first:] + args.opts
@@ -473,8 +550,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ap.error("--configs needs at least one config file")
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
-    results = sweep(args.configs, args.seeds, args.out, args.opts, args.names, args.keep_going,
-                    jobs=args.jobs, train=not args.report_only, train_nets=args.train_net)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        results = sweep(args.configs, args.seeds, args.out, args.opts, args.names,
+                        args.keep_going, jobs=args.jobs, train=not args.report_only,
+                        train_nets=args.train_net)
+    except KeyboardInterrupt:
+        print("compare stopped: the runs in progress were stopped (each wrote a checkpoint); "
+              "the same command goes on from them", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _STOPPING.clear()
+    if args.report_only and not any(e["runs"] for e in results.values()):
+        stored = os.path.join(args.out, "results.json")
+        made = ""
+        if os.path.isfile(stored):
+            with open(stored) as f:
+                made = f" (the table there was made with overrides {json.load(f).get('opts')})"
+        print(f"error: --report-only: no finished run in {args.out} matches these configs, "
+              f"seeds and overrides {args.opts or '(none)'}{made}; nothing written",
+              file=sys.stderr)
+        return 2
     table = markdown_table(results, args.seeds, args.protocol)
     footer = (f"\nseeds {args.seeds}; overrides {args.opts or 'none'}; "
               f"{'protocol ' + args.protocol + '; ' if args.protocol else ''}machine: "

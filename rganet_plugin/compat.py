@@ -19,7 +19,9 @@ Patches (name: symptom without it):
     ``DataLoaderX`` always creates a ``torch.cuda.Stream`` and its prefetch thread calls
     ``torch.cuda.set_device``, so no loader can be built without a GPU. Replaced by a loader with
     the same constructor that prefetches on a CUDA side stream when the run is on a GPU and is a
-    plain ``DataLoader`` otherwise.
+    plain ``DataLoader`` otherwise. Its workers ignore SIGINT: a terminal's Ctrl-C reaches the
+    whole process group, and a worker that died of it could fail a main process waiting for its
+    batch (``DataLoader worker exited unexpectedly``) instead of letting it stop with a checkpoint.
 ``output_dir``
     ``DefaultTrainer.auto_scale_hyperparams`` writes ``OUTPUT_DIR/config.yaml`` before anything
     created ``OUTPUT_DIR``: ``FileNotFoundError`` on a fresh output folder.
@@ -83,6 +85,20 @@ Patches (name: symptom without it):
     ``rganet_plugin.modeling.backbones.imagenet_weights.build_with_imagenet_weights``: a clear
     error naming the file to fetch, the common wrappings undone, and a file that leaves most of the
     backbone unloaded refused.
+``read_image_rgb``
+    ``CommDataset`` reads images with ``read_image(path)`` and no mode: an RGBA or palette PNG, a
+    CMYK or two-channel (LA) image keeps its own channel count, and the first batch that mixes
+    it with RGB images fails in the collator (``RuntimeError: The size of tensor a (3) must match
+    the size of tensor b (4)``). Every image is converted to RGB when it is read.
+``typed_storage``
+    fast-reid's ``to_tensor`` builds the image tensor with ``torch.ByteStorage.from_buffer``, and
+    torch 2.x warns ``TypedStorage is deprecated`` for it (once per data-loader process). The
+    same bytes are now read with ``torch.frombuffer`` (no warning, same tensor).
+``env_info``
+    ``default_setup`` logs ``collect_env_info()``, which imports ``torch.utils.cpp_extension``; on a
+    machine without a GPU that import logs ``No CUDA runtime is found, using CUDA_HOME=...`` on
+    the console. The import is made with that one logger quiet when there is no GPU (what the
+    line says is in the environment dump of ``log.txt`` anyway: ``GPU available False``).
 """
 from __future__ import annotations
 
@@ -122,7 +138,18 @@ def _patch_torch_six() -> None:
     torch._six = six
 
 
+def _worker_init(user_fn, worker_id) -> None:
+    """A data-loader worker: SIGINT is the main process's to handle (it ends the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if user_fn is not None:
+        user_fn(worker_id)
+
+
 def _patch_dataloader() -> None:
+    import functools
+
     import torch
     from torch.utils.data import DataLoader
 
@@ -140,6 +167,9 @@ def _patch_dataloader() -> None:
             use_cuda = torch.cuda.is_available()
             if not use_cuda:
                 kwargs["pin_memory"] = False
+            if kwargs.get("num_workers", 0) > 0:
+                kwargs["worker_init_fn"] = functools.partial(_worker_init,
+                                                             kwargs.get("worker_init_fn"))
             super().__init__(**kwargs)
             self.local_rank = local_rank
             self.use_cuda = use_cuda
@@ -485,6 +515,74 @@ def _patch_backbone_weights() -> None:
             BACKBONE_REGISTRY._obj_map[name] = _guard_backbone_builder(fn)
 
 
+def _patch_read_image_rgb() -> None:
+    import functools
+
+    from fastreid.data import common, data_utils
+
+    original = data_utils.read_image
+
+    @functools.wraps(original)
+    def read_image(file_name, format=None):
+        return original(file_name, "RGB" if format is None else format)
+
+    read_image.__wrapped__ = original
+    common.read_image = read_image
+
+
+def _patch_typed_storage() -> None:
+    import functools
+
+    import numpy as np
+    import torch
+
+    from fastreid.data.transforms import functional, transforms
+
+    original = functional.to_tensor
+
+    @functools.wraps(original)
+    def to_tensor(pic):
+        if isinstance(pic, np.ndarray) or pic.mode in ("I", "I;16", "F", "1"):
+            return original(pic)
+        data = bytearray(pic.tobytes())  # frombuffer needs a writable buffer to share
+        img = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        nchannel = 3 if pic.mode == "YCbCr" else len(pic.mode)
+        img = img.view(pic.size[1], pic.size[0], nchannel).permute(2, 0, 1).contiguous()
+        return img.float()
+
+    to_tensor.__wrapped__ = original
+    functional.to_tensor = to_tensor
+    transforms.to_tensor = to_tensor
+
+
+def _patch_env_info() -> None:
+    import functools
+
+    import torch
+
+    from fastreid.engine import defaults
+    from fastreid.utils import collect_env
+
+    original = collect_env.collect_env_info
+
+    @functools.wraps(original)
+    def collect_env_info():
+        if torch.cuda.is_available() or "torch.utils.cpp_extension" in sys.modules:
+            return original()
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            importlib.import_module("torch.utils.cpp_extension")
+        finally:
+            quiet.setLevel(level)
+        return original()
+
+    collect_env_info.__wrapped__ = original
+    collect_env.collect_env_info = collect_env_info
+    defaults.collect_env_info = collect_env_info
+
+
 PATCHES: Dict[str, Callable[[], None]] = {
     "collections_abc": _patch_collections_abc,
     "torch_six": _patch_torch_six,
@@ -502,6 +600,9 @@ PATCHES: Dict[str, Callable[[], None]] = {
     "affine_transform": _patch_affine_transform,
     "profiler_use_cuda": _patch_profiler_use_cuda,
     "backbone_weights": _patch_backbone_weights,
+    "read_image_rgb": _patch_read_image_rgb,
+    "typed_storage": _patch_typed_storage,
+    "env_info": _patch_env_info,
 }
 
 # Patches that must run before `fastreid` is first imported (the rest patch fast-reid's modules).

@@ -232,7 +232,7 @@ def test_compare_sweep_table_chart_and_reuse(tmp_path, monkeypatch, capsys):
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(compare.subprocess, "run", no_training)
+    monkeypatch.setattr(compare.subprocess, "Popen", no_training)
     assert compare.main(argv) == 0
     assert capsys.readouterr().out.count("done before") == 1
     rows_of = lambda text: [line for line in text.splitlines() if line.startswith("|")]  # noqa: E731

@@ -81,6 +81,25 @@ def test_dataloader(tmp_path):
     assert len(batches) == 1 and batches[0]["images"].shape == (1, 3, 16, 8)
 
 
+class _SigintDisposition(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import signal
+
+        return {"ignored": torch.tensor(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)}
+
+
+def test_dataloader_workers_leave_sigint_to_the_main_process():
+    """A terminal's Ctrl-C reaches the workers too: they ignore it, the main process stops the
+    run with a checkpoint (engine.hooks.StopOnSignalHook) and ends them."""
+    from fastreid.data import build
+
+    loader = build.DataLoaderX(0, dataset=_SigintDisposition(), batch_size=1, num_workers=1)
+    assert [bool(b["ignored"]) for b in loader] == [True, True]
+
+
 def test_output_dir(tmp_path):
     code = f"""
     import rganet_plugin
@@ -452,3 +471,86 @@ def test_backbone_weights(tmp_path):
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = ""
     with pytest.raises(ImageNetWeightsError, match=r"fetch resnet18-5c106cde\.pth \(https://"):
         build_backbone(cfg)
+
+
+MIXED_MODES = """
+import rganet_plugin
+from fastreid.data.build import build_reid_test_loader
+from fastreid.data.common import CommDataset
+from fastreid.data.transforms import build_transforms
+from fastreid.config import get_cfg
+from PIL import Image
+items = []
+for i, (mode, ext) in enumerate([("RGB", "jpg"), ("RGBA", "png"), ("P", "png"), ("L", "jpg"),
+                                 ("CMYK", "jpg"), ("LA", "png")]):
+    Image.new(mode, (16, 32)).save(f"{i}.{ext}")
+    items.append((f"{i}.{ext}", i, 0))
+cfg = get_cfg()
+cfg.INPUT.SIZE_TEST = [32, 16]
+loader, _ = build_reid_test_loader(test_set=CommDataset(items, build_transforms(cfg, False), False),
+                                   test_batch_size=6, num_query=1, num_workers=0)
+print("BATCH", tuple(next(iter(loader))["images"].shape))
+"""
+
+
+def test_read_image_rgb(tmp_path):
+    """RGBA / palette / grayscale / CMYK / LA images among RGB ones: fast-reid's collator cannot
+    stack them; with the patch every image is read as RGB."""
+    r = run_without("read_image_rgb", MIXED_MODES, tmp_path)
+    assert r.returncode != 0 and "must match the size of tensor" in r.stderr
+    script = tmp_path / "mixed.py"
+    script.write_text(textwrap.dedent(MIXED_MODES))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                        cwd=str(tmp_path), timeout=300)
+    assert "BATCH (6, 3, 32, 16)" in ok.stdout, ok.stderr[-2000:]
+
+
+TO_TENSOR = """
+import warnings
+warnings.simplefilter("always")
+import numpy as np, rganet_plugin
+from fastreid.data.transforms.transforms import ToTensor
+from PIL import Image
+ToTensor()(Image.fromarray(np.zeros((4, 2, 3), np.uint8)))
+"""
+
+
+def test_typed_storage(tmp_path):
+    r = run_without("typed_storage", TO_TENSOR, tmp_path)
+    assert "TypedStorage is deprecated" in r.stderr
+    import warnings
+
+    from fastreid.data.transforms.transforms import ToTensor
+    from PIL import Image
+
+    pixels = np.random.RandomState(0).randint(0, 255, (4, 2, 3)).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = ToTensor()(Image.fromarray(pixels))
+    assert torch.equal(t, torch.tensor(pixels).permute(2, 0, 1).float())  # what fast-reid gave
+
+
+ENV_INFO = """
+import rganet_plugin
+from fastreid.utils.collect_env import collect_env_info
+print("INFO", "GPU available" in collect_env_info())
+"""
+
+
+def test_env_info(tmp_path):
+    """Without a GPU (and with a CUDA_HOME present, as on this machine) torch logs
+    `No CUDA runtime is found` when fast-reid's environment dump imports cpp_extension."""
+    import torch.utils.cpp_extension as ext
+
+    if not ext.CUDA_HOME:
+        pytest.skip("no CUDA_HOME on this machine: torch has nothing to say")
+    r = run_without("env_info", ENV_INFO, tmp_path)
+    assert "No CUDA runtime is found" in r.stderr
+    script = tmp_path / "env.py"
+    script.write_text(textwrap.dedent(ENV_INFO))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                        cwd=str(tmp_path), timeout=300)
+    assert "INFO True" in ok.stdout and "No CUDA runtime" not in ok.stderr, ok.stderr

@@ -6,6 +6,7 @@ import os
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+import yaml
 from fastreid.config import CfgNode, get_cfg
 
 from .defaults import add_rganet_config
@@ -44,6 +45,13 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None,
             raise _unknown_key_error(e, f"in {config_file}") from None
         except (AssertionError, ValueError) as e:  # _BASE_ chain problems, yacs type checks
             raise ConfigError(f"cannot read {config_file}: {e}") from None
+        except yaml.YAMLError as e:  # a syntax error in the file or in one of its _BASE_s
+            raise ConfigError(f"cannot read {config_file}: YAML syntax error: "
+                              f"{' '.join(str(e).split())}") from None
+        except OSError as e:  # a _BASE_ that does not exist (or cannot be read)
+            raise ConfigError(f"cannot read {config_file}: its _BASE_ {e.filename} "
+                              f"{'does not exist' if isinstance(e, FileNotFoundError) else 'cannot be read'}"
+                              f" ({e.strerror})") from None
     if opts:
         if len(opts) % 2:
             raise ConfigError(f"config overrides come in KEY VALUE pairs, got {list(opts)}")
@@ -56,7 +64,14 @@ def load_config(config_file: str = "", opts: Optional[Sequence[str]] = None,
     validate(cfg)
     for add_keys in project:
         add_keys(cfg, check=True)
+    if str(cfg.MODEL.DEVICE) == "auto":
+        cfg.MODEL.DEVICE = auto_device()
     return cfg
+
+
+def auto_device() -> str:
+    """What ``MODEL.DEVICE auto`` means: ``cuda`` when a GPU is there, else ``cpu`` (quietly)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 #: Keys of earlier versions -> what replaced them (named in the error instead of "unknown key").

@@ -76,9 +76,16 @@ def train_feature_loader(cfg, items, batch_size: int = 0):
         cfg.defrost()
         cfg.TEST.IMS_PER_BATCH = batch_size
     test_set = CommDataset(items, build_transforms(cfg, is_train=False), relabel=True)
-    loader, _ = build_reid_test_loader(cfg, test_set=test_set, num_query=0,
-                                       num_workers=cfg.DATALOADER.NUM_WORKERS)
+    loader, _ = _test_loader(cfg, test_set, num_query=0)
     return loader
+
+
+def _test_loader(cfg, test_set, num_query: int):
+    """fast-reid's test loader with ``DATALOADER.NUM_WORKERS`` workers. (Called with the cfg,
+    its ``@configurable`` hands ``num_workers`` to ``from_config``, which drops it: every test
+    loader had 4 workers, with torch's warning on a 2-core machine even for ``NUM_WORKERS 0``.)"""
+    return build_reid_test_loader(test_set=test_set, test_batch_size=cfg.TEST.IMS_PER_BATCH,
+                                  num_query=num_query, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
 
 def build_test_loader(cfg, dataset_name: str):
@@ -91,5 +98,4 @@ def build_test_loader(cfg, dataset_name: str):
         raise EmptyQueryError(f"{dataset_name}: the gallery set is empty; nothing to evaluate")
     test_set = CommDataset(data.query + data.gallery, build_transforms(cfg, is_train=False),
                            relabel=False)
-    return build_reid_test_loader(cfg, test_set=test_set, num_query=len(data.query),
-                                  num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return _test_loader(cfg, test_set, num_query=len(data.query))

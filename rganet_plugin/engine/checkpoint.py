@@ -14,9 +14,17 @@ Keys only the prompt-learning stage has (``prompts.*``, ``text_tower.*``) are no
 ReID model that starts from its checkpoint. A file is read once (:func:`read_checkpoint`, through
 fast-reid's reader): the evaluation entry points read it, fill in what the config leaves to the
 training set (:func:`complete_cfg_from_checkpoint`), build the model and load the same dict.
+
+Saving (fast-reid's ``save`` wrote ``model_final.pth`` in place: a full disk cut the previous file
+and said only ``enforce fail at inline_container.cc``): every checkpoint and the
+``last_checkpoint`` tag are written to a temporary file next to the target and renamed over it
+(:func:`write_atomically`); a write that fails removes the temporary file, leaves the previous
+checkpoint as it was and raises :class:`CheckpointWriteError` naming the file and the cause.
 """
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
 from typing import Any, Dict, Optional
@@ -35,6 +43,41 @@ NOT_EXPECTED = PROMPT_STAGE_KEYS + ("region_head.prompts.",)
 
 class CheckpointMismatchError(RuntimeError):
     pass
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (disk full, file-size limit, permissions)."""
+
+
+_CAUSES = {errno.ENOSPC: "the disk is full (no space left on device)",
+           errno.EFBIG: "the file is larger than the file-size limit",
+           errno.EDQUOT: "the disk quota is exceeded",
+           errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``<path>.tmp-<pid>`` and a rename: ``path`` holds either
+    its previous content or all of ``data``, never a part. Raises :class:`CheckpointWriteError`."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        cause = _CAUSES.get(e.errno, e.strerror or str(e))
+        kept = ("the previous file is unchanged" if os.path.exists(path)
+                else "no earlier file of that name")
+        err = CheckpointWriteError(
+            f"cannot write {path}: {cause} ({len(data) / 2**20:.1f} MiB to write); {kept}. "
+            f"Free some space (or raise the limit) and rerun with --resume.")
+        err.errno = e.errno
+        raise err from e
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:
@@ -129,6 +172,26 @@ class ModelCheckpointer(Checkpointer):
         incompatible = self._load_model(dict(checkpoint))
         if incompatible is not None:
             self._log_incompatible_keys(incompatible)
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """fast-reid's ``save`` (same content and log line), written atomically."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", save_file)
+        buf = io.BytesIO()
+        torch.save(data, buf)
+        write_atomically(save_file, buf.getvalue())
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        write_atomically(os.path.join(self.save_dir, "last_checkpoint"),
+                         last_filename_basename.encode())
 
     def _load_file(self, f: str):
         return read_checkpoint(f)

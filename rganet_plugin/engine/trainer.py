@@ -11,7 +11,18 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
   :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
 * the checkpointer is :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` (fast-reid's,
-  refusing a ``MODEL.WEIGHTS`` of another model);
+  refusing a ``MODEL.WEIGHTS`` of another model, writing atomically);
+* :class:`~rganet_plugin.engine.hooks.StopOnSignalHook` (Ctrl-C / SIGTERM: stop after the
+  iteration with a checkpoint) and :class:`~rganet_plugin.engine.hooks.EpochLineHook` (one
+  console line per epoch);
+* ``--resume`` of a run that already finished evaluates its final model instead of training
+  (fast-reid's ``EvalHook`` would fail on the empty loop: ``no attribute 'epoch'``); from a
+  checkpoint that the stop hook wrote mid-epoch it goes on at the next iteration: the batches
+  already drawn are drawn again and dropped (so the identity sampler and the data-loader workers
+  continue their streams), the iterations already trained are passed over, and the random states
+  are restored, so the run ends as the uninterrupted one would;
+* every trainer (stage 1, stage 2) starts from ``SEED``, whatever ran before it in the process,
+  so stage 2 does not depend on whether stage 1 was trained or reused;
 * stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, run by ``stages.py``) trains on images
   with pseudo part masks, without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
@@ -26,19 +37,30 @@ import logging
 
 from fastreid.engine import DefaultTrainer
 from fastreid.engine.hooks import EvalHook, PeriodicCheckpointer
+from fastreid.utils import comm
+from fastreid.utils.env import seed_all_rng
 
 from ..data import build as data_build
 from ..data.pseudo_masks import build_pseudo_mask_set
 from ..modeling.meta_arch.prompt_learner import is_prompt_stage
 from .checkpoint import ModelCheckpointer
-from .hooks import MemoryBankHook, PromptCacheHook, unwrap
 from .datasets import PluginDatasets
+from .hooks import (PROGRESS_LOGGER, EpochLineHook, MemoryBankHook, PromptCacheHook,
+                    StopOnSignalHook, set_rng_state, unwrap)
 from .schedule import ScheduleMixin
 
 logger = logging.getLogger(__name__)
 
 
 class RGANetTrainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
+    def __init__(self, cfg):
+        self._resume_at = None  # (iterations done, random states) of a mid-epoch stop
+        self._replay = 0  # iterations of the resumed epoch that were trained before the stop
+        self._passing = False
+        if cfg.SEED >= 0:
+            seed_all_rng(cfg.SEED + comm.get_rank())
+        super().__init__(cfg)
+
     # ------------------------------------------------------------------ data
     @classmethod
     def build_train_set(cls, cfg, items):
@@ -80,7 +102,60 @@ class RGANetTrainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
             # heads) are not what stage 2 will give, so a ReID evaluation here only misleads.
             ret = [h for h in ret if not isinstance(h, EvalHook)]
             self._last_eval_results = {}
+        ret.insert(0, EpochLineHook("stage 1 " if prompt_stage else ""))  # before the evaluation
+        if comm.get_world_size() == 1:
+            ret.append(StopOnSignalHook())  # last: after the epoch's checkpoint and evaluation
         return ret
+
+    # ------------------------------------------------------------------ training
+    def resume_or_load(self, resume=True):
+        """fast-reid's, also reading where a stopped run stopped (``StopOnSignalHook``)."""
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_epoch = checkpoint.get("epoch", -1) + 1
+            if "iteration" in checkpoint and "rng" in checkpoint:
+                self._resume_at = (int(checkpoint["iteration"]), checkpoint["rng"])
+
+    def before_train(self):
+        super().before_train()  # the hooks (the memory bank's start, ...)
+        if self._resume_at is None:
+            return
+        done, rng = self._resume_at
+        self._replay = max(0, done - self.start_epoch * self.iters_per_epoch)
+        logging.getLogger(PROGRESS_LOGGER).info(
+            "Resuming after iteration %d: drawing its %d batches again, passing over the %d "
+            "iterations of epoch %d already trained", done, done, self._replay,
+            self.start_epoch + 1)
+        for _ in range(done):
+            next(self._trainer._data_loader_iter)
+        set_rng_state(rng)
+
+    def before_step(self):
+        self._passing = self._replay > 0
+        if not self._passing:
+            super().before_step()
+
+    def run_step(self):
+        if self._passing:
+            self._replay -= 1
+            return
+        super().run_step()
+
+    def after_step(self):
+        if not self._passing:
+            super().after_step()
+
+    def train(self):
+        if self.start_epoch >= self.max_epoch:  # --resume of a finished run
+            logging.getLogger(PROGRESS_LOGGER).info(
+                "This run already finished (%d of %d epochs, %s): nothing to train, evaluating "
+                "its final model", self.start_epoch, self.max_epoch, self.cfg.OUTPUT_DIR)
+            self.epoch = self.max_epoch - 1
+            if is_prompt_stage(self.cfg):
+                return {}
+            self._last_eval_results = self.test(self.cfg, self.model)
+            return self._last_eval_results
+        return super().train()
 
     # ------------------------------------------------------------------ evaluation
     @classmethod

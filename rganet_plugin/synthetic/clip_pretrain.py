@@ -326,6 +326,9 @@ def write_weights(model, path: str, s: PretrainSettings, command: str = "") -> s
             "command": command}
     tmp = f"{path}.tmp-{os.getpid()}"
     save_file(state, tmp, metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600: readable as any file written here
     os.replace(tmp, path)
     digest = sha256_of(path)
     with open(path + ".sha256", "w") as f:

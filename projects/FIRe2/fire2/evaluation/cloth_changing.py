@@ -211,6 +211,13 @@ class ClothChangingEvaluator(DatasetEvaluator):
             max_rank = node.MAX_RANK
         per = evaluate_cloth_changing(dist, pids[:nq], pids[nq:], camids[:nq], camids[nq:],
                                       clothes[:nq], clothes[nq:], max_rank=max_rank)
+        if "cloth_changing" not in per:
+            unknown = sum(c is None for c in clothes)
+            logger.warning(
+                "no clothes-changing metrics: %s; only the standard protocol is reported. (A "
+                "dataset whose items carry clothes ids, e.g. LTCC, PRCC, gives them.)",
+                f"{unknown} of the {len(clothes)} test images have no clothes label" if unknown
+                else "no query has a true match in other clothes")
         results = OrderedDict()
         for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"):
             results[key] = per["standard"][key]
