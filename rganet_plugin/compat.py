@@ -1,104 +1,12 @@
 """Everything this project changes in fast-reid 1.4.0 to run it on modern Python and PyTorch.
 
-The PyPI wheel ``fastreid==1.4.0`` was written for Python 3.7 and torch 1.x. On Python >= 3.10 and
+The PyPI wheel ``fastreid==1.4.0`` was written for Python 3.7 and torch 1.x; on Python >= 3.10 and
 torch 2.x it does not import, cannot run on a CPU, and exits the interpreter when its Cython
 ranking tool is missing. We never copy or edit fast-reid's files: each problem is fixed here, from
-our side, by one small patch applied before fast-reid is imported (``import rganet_plugin`` does
-it). Each patch names the symptom it fixes and has a test in ``tests/test_compat.py`` that runs
-fast-reid with every patch but that one and watches the symptom come back.
-
-Patches (name: symptom without it):
-
-``collections_abc``
-    ``ImportError: cannot import name 'Mapping' from 'collections'`` in ``fastreid/data/build.py``
-    and ``fastreid/evaluation/testing.py`` (the aliases were removed in Python 3.10).
-``torch_six``
-    ``ModuleNotFoundError: No module named 'torch._six'`` in ``fastreid/data/build.py``
-    (removed in torch 2.0); we provide the one name it uses, ``string_classes``.
-``dataloader``
-    ``DataLoaderX`` always creates a ``torch.cuda.Stream`` and its prefetch thread calls
-    ``torch.cuda.set_device``, so no loader can be built without a GPU. Replaced by a loader with
-    the same constructor that prefetches on a CUDA side stream when the run is on a GPU and is a
-    plain ``DataLoader`` otherwise. Its workers ignore SIGINT: a terminal's Ctrl-C reaches the
-    whole process group, and a worker that died of it could fail a main process waiting for its
-    batch (``DataLoader worker exited unexpectedly``) instead of letting it stop with a checkpoint.
-``output_dir``
-    ``DefaultTrainer.auto_scale_hyperparams`` writes ``OUTPUT_DIR/config.yaml`` before anything
-    created ``OUTPUT_DIR``: ``FileNotFoundError`` on a fresh output folder.
-``rank_tool``
-    ``ReidEvaluator`` runs ``make`` inside site-packages to build its Cython rank tool at run time
-    and calls ``sys.exit(1)`` when that fails. We never build at run time: when the compiled tool
-    is absent, ranking uses the (identical) numpy path, and ``compile_helper`` raises a clear
-    ``RuntimeError`` instead of killing the interpreter.
-``rerank_cpu``
-    ``TEST.RERANK`` calls ``features.cuda()`` and faiss GPU APIs in
-    ``compute_jaccard_distance``; on a CPU we route it to the faiss CPU index (search_option=3).
-``launch_cpu``
-    ``fastreid.engine.launch`` asserts CUDA and uses the NCCL backend; multi-process runs on CPUs
-    (tests, CPU clusters) use the gloo backend instead, with a collective timeout of
-    ``RGANET_DIST_TIMEOUT`` seconds (default 1800), so a peer that stops answering ends the run
-    with an error instead of a wait without end.
-``ddp_cpu``
-    ``DefaultTrainer`` wraps the model as ``DistributedDataParallel(model,
-    device_ids=[local_rank])``, which is invalid for a CPU module; on CPU ``device_ids`` is dropped.
-``zero_grad``
-    fast-reid's ``build_optimizer`` packs the parameters into one flat buffer whose ``.grad`` the
-    parameters' gradients are views of (``ContiguousParams``); torch >= 2.0's
-    ``optimizer.zero_grad()`` sets gradients to ``None`` by default, which cuts that link: training
-    runs, the loss never moves, nothing learns. The optimizers it builds zero in place instead.
-``checkpoint_load``
-    torch >= 2.6 loads with ``weights_only=True`` by default, and fast-reid's own checkpoints
-    (optimizer and scheduler state, numpy scalars) then fail to load on ``--resume``. Files written
-    by the trainer are loaded with ``weights_only=False``: only load checkpoints you trust, as
-    with any pickle.
-``metric_printer``
-    ``CommonMetricPrinter.write`` estimates the time per iteration from its previous write; when it
-    writes twice at the same iteration (a stage shorter than its timer warm-up: the last step and
-    the end of training coincide) it divides by zero, and a finished run ends in
-    ``ZeroDivisionError``. A second write at the same iteration starts a new interval instead.
-``identity_sampler``
-    ``NaiveIdentitySampler`` and ``BalancedIdentitySampler`` loop forever at full CPU, printing
-    nothing, when a batch cannot be filled: the per-process batch is not a multiple of the
-    instances per identity, or it needs more identities than the training set has. Their
-    constructors now check this and raise ``ValueError`` naming ``SOLVER.IMS_PER_BATCH``,
-    ``DATALOADER.NUM_INSTANCE`` and the number of identities.
-``amp_cpu``
-    Every fast-reid base recipe sets ``SOLVER.AMP.ENABLED True``, and ``AMPTrainer.run_step``
-    asserts ``torch.cuda.is_available()``: ``AssertionError: [AMPTrainer] CUDA is required for AMP
-    training!`` on a CPU. On a CPU the step runs in float32 (``SimpleTrainer.run_step``, no
-    autocast, no grad scaler; a warning says so once); on a GPU it is fast-reid's AMP step.
-``affine_transform``
-    ``INPUT.AFFINE.ENABLED`` builds ``T.RandomAffine(..., resample=False, fillcolor=0)``;
-    torchvision >= 0.13 removed both keywords (``TypeError: ... unexpected keyword argument
-    'resample'``). They are translated to ``interpolation=NEAREST`` and ``fill=0`` (what they
-    meant).
-``profiler_use_cuda``
-    fast-reid's ``AutogradProfiler`` hook calls ``torch.autograd.profiler.profile(use_cuda=...)``;
-    torch 2.x has no ``use_cuda`` (``TypeError``). It now passes ``use_device='cuda'`` when asked
-    for CUDA and one is present, and profiles the CPU otherwise.
-``backbone_weights``
-    fast-reid's backbone builders import ``gdown`` and download ImageNet weights when
-    ``MODEL.BACKBONE.PRETRAIN_PATH`` is empty (``ImportError`` offline), and load a given file
-    with ``strict=False``, so a checkpoint wrapped as ``{'state_dict': ...}`` or with ``module.``
-    prefixes loads nothing and training silently starts from random weights. Each builder fast-reid
-    registers now goes through
-    ``rganet_plugin.modeling.backbones.imagenet_weights.build_with_imagenet_weights``: a clear
-    error naming the file to fetch, the common wrappings undone, and a file that leaves most of the
-    backbone unloaded refused.
-``read_image_rgb``
-    ``CommDataset`` reads images with ``read_image(path)`` and no mode: an RGBA or palette PNG, a
-    CMYK or two-channel (LA) image keeps its own channel count, and the first batch that mixes
-    it with RGB images fails in the collator (``RuntimeError: The size of tensor a (3) must match
-    the size of tensor b (4)``). Every image is converted to RGB when it is read.
-``typed_storage``
-    fast-reid's ``to_tensor`` builds the image tensor with ``torch.ByteStorage.from_buffer``, and
-    torch 2.x warns ``TypedStorage is deprecated`` for it (once per data-loader process). The
-    same bytes are now read with ``torch.frombuffer`` (no warning, same tensor).
-``env_info``
-    ``default_setup`` logs ``collect_env_info()``, which imports ``torch.utils.cpp_extension``; on a
-    machine without a GPU that import logs ``No CUDA runtime is found, using CUDA_HOME=...`` on
-    the console. The import is made with that one logger quiet when there is no GPU (what the
-    line says is in the environment dump of ``log.txt`` anyway: ``GPU available False``).
+our side, by one small patch (``PATCHES``) applied before fast-reid is imported (``import
+rganet_plugin`` does it), with a test in ``tests/test_compat.py`` that runs fast-reid with every
+patch but that one and watches the symptom come back. docs/compat.md lists every patch with the
+symptom it fixes.
 """
 from __future__ import annotations
 

@@ -554,3 +554,13 @@ def test_env_info(tmp_path):
     ok = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                         cwd=str(tmp_path), timeout=300)
     assert "INFO True" in ok.stdout and "No CUDA runtime" not in ok.stderr, ok.stderr
+
+
+def test_every_patch_has_its_row_in_docs_compat_md():
+    """docs/compat.md is where each patch's symptom is written down: one row per patch."""
+    from rganet_plugin import compat
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "compat.md")) as f:
+        rows = {line.split("|")[1].strip().strip("`") for line in f if line.startswith("| `")}
+    assert rows == set(compat.PATCHES)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rganet_plugin.data.part_labels import (PARSER_LABELS, paper_class_names, parser_max_classes,
-                                            to_class_labels)
+from rganet_plugin.data.parser_labels import PARSER_LABELS, parser_max_classes
+from rganet_plugin.data.part_labels import paper_class_names, to_class_labels
 from rganet_plugin.data.pseudo_masks import read_label_map
 from rganet_plugin.tools.__main__ import main as tools_main
 from rganet_plugin.tools.convert_parsing import ParsingConversionError, convert_folder

@@ -341,7 +341,7 @@ def test_compare_report_only_after_the_overrides_and_with_other_overrides(tmp_pa
                                                                            capsys):
     """--report-only written last is the flag; with other overrides than the runs had it writes
     nothing (it used to replace the table with an all-n/a one) and names both."""
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     def fake_train(cfg_file, name, seed, out, opts, resume=False, cwd=None, train_net=None):
         return {"Rank-1": 50.0, "mAP": 40.0, "mINP": 20.0, "minutes": 1.0}
@@ -364,7 +364,7 @@ def test_compare_report_only_after_the_overrides_and_with_other_overrides(tmp_pa
 
 
 def test_compare_training_time_sums_the_processes_of_a_run(tmp_path, monkeypatch):
-    from rganet_plugin.tools import compare
+    from rganet_analysis import compare
 
     calls = []
 
@@ -389,20 +389,25 @@ def test_compare_training_time_sums_the_processes_of_a_run(tmp_path, monkeypatch
     assert sum(attempts) >= 0.6 / 60
 
 
-FAKE_NET = """
+FAKE_ENTRY = """
 import os, signal, subprocess, sys, time
-sys.path.insert(0, {root!r})
 from rganet_plugin.config import load_config  # noqa: F401  (compare reads it)
 
-if __name__ == "__main__":
-    out = sys.argv[sys.argv.index("OUTPUT_DIR") + 1]
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    out = argv[argv.index("OUTPUT_DIR") + 1]
     child = subprocess.Popen(["sleep", "300"])  # a data-loader worker, say
     def stop(signum, frame):
         open(os.path.join(out, "stopped_by"), "w").write(signal.Signals(signum).name)
         sys.exit(130)
     signal.signal(signal.SIGINT, stop)
-    open(os.path.join(out, "pids"), "w").write(f"{{os.getpid()}} {{child.pid}}")
+    open(os.path.join(out, "pids"), "w").write(f"{os.getpid()} {child.pid}")
     time.sleep(300)
+
+
+if __name__ == "__main__":
+    main()
 """
 
 
@@ -410,13 +415,17 @@ def test_stopping_compare_stops_its_runs_with_sigint(tmp_path):
     """SIGTERM to compare: the run (its own process group) gets SIGINT, so a real train_net
     writes its interrupt checkpoint; its children go too; compare exits 130 (killing compare
     used to leave its train_net.py training, orphaned)."""
-    net = tmp_path / "fake_net.py"
-    net.write_text(FAKE_NET.format(root=ROOT))
+    pkg = tmp_path / "fakeproject"  # a sibling project's entry point: a module, run with -m
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "entry.py").write_text(FAKE_ENTRY)
     cfg = os.path.join(ROOT, "configs", "Demo", "bagtricks_R50_demo.yml")
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "rganet_plugin.tools", "compare", "--configs",
-                             cfg, "--out", str(out), "--no-plot", "--train-net", str(net)],
-                            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    run_env = env()
+    run_env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), ROOT, run_env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "rganet_analysis.compare", "--configs",
+                             cfg, "--out", str(out), "--no-plot", "--entry", "fakeproject.entry"],
+                            cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     pids = out / "bagtricks_R50_demo" / "seed0" / "pids"
     for _ in range(3000):

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from .image_io import find_corrupt_images, read_image
+from .image_io import IMAGE_EXTENSIONS, find_corrupt_images, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 #: File name endings (lower case) treated as images.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 _MAX_NAMED = 20
 

@@ -23,11 +23,15 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
+#: File extensions read as images (lower case): the dataset loaders and the tools' folder reader.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CORRUPT_POLICIES",
     "CorruptImageError",
+    "IMAGE_EXTENSIONS",
     "check_image",
     "find_corrupt_images",
     "filter_corrupt_images",

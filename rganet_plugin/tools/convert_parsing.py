@@ -37,9 +37,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.part_labels import (CANONICAL, IGNORE, PAPER_CLASS_NAMES, PARSER_LABELS,
-                                PARSER_LIMITS, LabelValueError, apply_table, canonical_fold_table,
-                                paper_class_names, parser_max_classes, parser_table)
+from ..data.parser_labels import PARSER_LABELS, PARSER_LIMITS, parser_max_classes, parser_table
+from ..data.part_labels import (CANONICAL, IGNORE, PAPER_CLASS_NAMES, LabelValueError,
+                                apply_table, canonical_fold_table, paper_class_names)
 
 __all__ = ["ParsingConversionError", "find_label_maps", "read_parser_map", "convert_folder", "main"]
 

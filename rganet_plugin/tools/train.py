@@ -33,7 +33,6 @@ from ..config import load_config, resolve_device
 from ..config.setup import ConfigError
 from ..data.build import EmptyQueryError
 from ..data.datasets.common import DatasetError
-from ..data.folder import EmptyFolderError
 from ..data.image_io import CorruptImageError
 from ..engine import RGANetTrainer
 from ..engine.hooks import PROGRESS_LOGGER, RunInterrupted
@@ -49,7 +48,7 @@ logger = logging.getLogger("rganet_plugin")
 
 #: errors a user can fix (a setting, a file, the data): ``error: <message>``, exit 2
 USER_ERRORS = (ConfigError, OutputDirBusy, FileNotFoundError, CheckpointMismatchError,
-               CLIPWeightsError, DatasetError, EmptyFolderError, EmptyQueryError,
+               CLIPWeightsError, DatasetError, EmptyQueryError,
                CorruptImageError, FloatingPointError)
 #: the machine's faults (a full disk): ``error: <message>``, exit 1
 ENVIRONMENT_ERRORS = (CheckpointWriteError,)

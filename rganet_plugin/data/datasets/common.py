@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Tuple, Union
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
-from ..folder import IMAGE_EXTENSIONS
+from ..image_io import IMAGE_EXTENSIONS
 from ..image_io import filter_corrupt_images, normalize_corrupt_policy
 
 logger = logging.getLogger(__name__)
