@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_cfg
+from rganet_tiny import tiny_cfg
 
 from rganet_plugin.data.folder import (EmptyFolderError, ImageListDataset, collect_images,
                                        identity_of, list_images)
