@@ -267,3 +267,21 @@ def test_entry_point_runs_as_a_module():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "--config-file" in r.stdout
+
+
+def test_cloth_changing_evaluator_says_why_it_has_no_clothes_metrics(caplog):
+    """A set without clothes labels (e.g. an RGANet dataset) gets the standard metrics and a
+    warning saying why there are no clothes-changing ones (issue 21, item 8)."""
+    from rganet_plugin.config import load_config
+    from fire2.evaluation.cloth_changing import ClothChangingEvaluator
+
+    cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__))))), "configs", "Demo", "rganet_demo.yml"))
+    paths = [f"{i}.jpg" for i in range(6)]
+    ev = ClothChangingEvaluator(cfg, 2, {p: None for p in paths})
+    ev.process({"targets": torch.tensor([0, 1, 0, 1, 0, 1]), "camids": torch.arange(6),
+                "img_paths": paths}, torch.randn(6, 8))
+    with caplog.at_level("WARNING"):
+        res = ev.evaluate()
+    assert "Rank-1" in res and not any(k.startswith("cloth_changing/") for k in res)
+    assert "6 of the 6 test images have no clothes label" in caplog.text
