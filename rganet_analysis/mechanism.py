@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from rganet_plugin.modeling.heads.region_generation import masked_average_pool, stripe_masks
 from rganet_plugin.modeling.losses import patch_targets
-from rganet_plugin.synthetic.region_metrics import auroc, foreground_iou, part_iou, patch_to_pixels
+from rganet_plugin.synthetic.region_metrics import (auroc, foreground_iou, part_iou, patch_to_pixels,
+                                                   stripe_pixels)
 
 __all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
            "bank_alignment", "read_bank_log", "COVERED_THRESH"]
@@ -144,12 +145,10 @@ def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[st
 
 def stripe_part_iou(gt: GroundTruth, num_parts: int, grid=(16, 8)) -> Dict[str, object]:
     """Part mIoU of fixed horizontal stripes (stripe ``j`` = part ``j``) on the same images."""
-    s = stripe_masks(num_parts, grid[0], grid[1])  # (N, gh, gw)
-    assign = s.argmax(dim=0) + 1
     preds, labs = [], []
     for idx in _batches(len(gt), 256):
         labels = gt.masks(idx)
-        preds.append(patch_to_pixels(assign.expand(len(idx), -1, -1), labels.shape[-2:]).numpy())
+        preds.append(stripe_pixels(num_parts, grid, len(idx), labels.shape[-2:]))
         labs.append(labels)
     iou = part_iou(np.concatenate(preds), np.concatenate(labs), num_parts)
     return {"part_miou": iou["miou"], "part_iou": iou["iou"], "num_images": len(gt)}

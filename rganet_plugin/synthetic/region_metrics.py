@@ -17,12 +17,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["patch_to_pixels", "part_iou", "foreground_iou", "auroc"]
+__all__ = ["patch_to_pixels", "stripe_pixels", "part_iou", "foreground_iou", "auroc"]
 
 
 def patch_to_pixels(assign: torch.Tensor, size) -> torch.Tensor:
     """``(B, gh, gw)`` integer assignments -> ``(B, H, W)`` by nearest-neighbour upsampling."""
     return F.interpolate(assign[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def stripe_pixels(num_parts: int, grid, num_images: int, size) -> np.ndarray:
+    """Fixed horizontal stripes as a part prediction (stripe ``j`` = part ``j``, on the patch
+    ``grid``) for ``num_images`` label maps of pixel ``size``: ``(num_images, H, W)``."""
+    from ..modeling.heads.region_generation import stripe_masks
+
+    assign = stripe_masks(num_parts, grid[0], grid[1]).argmax(dim=0) + 1
+    return patch_to_pixels(assign.expand(num_images, -1, -1), tuple(size)).numpy()
 
 
 def part_iou(pred: np.ndarray, gt: np.ndarray, num_parts: int) -> Dict[str, object]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling.losses import patch_targets
-from .region_metrics import part_iou, patch_to_pixels
+from .region_metrics import part_iou, patch_to_pixels, stripe_pixels
 
 HELD_APART_START = 10_000_000
 #: Views of the per-view localisation table (``render_pair`` views, natural placement).
@@ -107,11 +107,7 @@ def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int 
 
 def _view_row(loc: Dict, labels: np.ndarray, num_parts: int, grid) -> Dict:
     """A view's prompt read-out next to fixed stripes (on the patch ``grid``) on the same images."""
-    from ..modeling.heads.region_generation import stripe_masks
-
-    gh, gw = grid
-    assign = stripe_masks(num_parts, gh, gw).argmax(dim=0) + 1
-    pred = patch_to_pixels(assign.expand(len(labels), -1, -1), labels.shape[-2:]).numpy()
+    pred = stripe_pixels(num_parts, grid, len(labels), labels.shape[-2:])
     return {"prompt_miou": loc["miou"], "prompt_iou": dict(zip(PART_CLASSES, loc["iou"])),
             "stripes_miou": part_iou(pred, labels, num_parts)["miou"], "num_images": len(labels)}
 
