@@ -122,3 +122,15 @@ def test_objectives_train_resume_and_report_per_view(tmp_path, objective, part_t
     second = load_file(path)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     assert safe_open(path, "pt").metadata() == meta
+
+
+@pytest.mark.parametrize("flag,value,msg", [("--objective", "infonce", "--objective must be one of"),
+                                            ("--placement", "sideways", "--placement must be one of"),
+                                            ("--part-tag", "-1", "--part-tag must be >= 0")])
+def test_pretrain_clip_refuses_unknown_choices_in_one_line(tmp_path, capsys, flag, value, msg):
+    from rganet_plugin.synthetic.command import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path / "out"), flag, value])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
