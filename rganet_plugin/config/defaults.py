@@ -91,6 +91,10 @@ def add_rganet_config(cfg: CN) -> CN:
     # not say: "majority" (each patch's most frequent label), "soft" (area fractions as soft
     # targets) or "nearest" (one pixel per patch: misses small parts such as the feet).
     _C.MODEL.LOSSES.SEG.TARGETS = "majority"
+    # Stage 2 keeping stage 1's regions (engine/region_keeping.py; 0 and 1 are off, the paper): a
+    # distillation of stage 1's masks; backbone rate x FACTOR x LAYER_DECAY ** (blocks after it)
+    _C.MODEL.LOSSES.MASK_DISTILL = CN({"SCALE": 0.0})
+    _C.SOLVER.BACKBONE_LR_FACTOR, _C.SOLVER.LAYER_DECAY = 1.0, 1.0
 
     # ---------------------------------------------------------------- prompt-learning stage
     # Stage 1 is its own meta-architecture (MODEL.META_ARCHITECTURE: RGANetPromptLearner). These

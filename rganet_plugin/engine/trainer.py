@@ -6,10 +6,8 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
 * datasets are built with the plugin's root and keyword arguments (``rganet_plugin.data.build``);
   the training set once, in ``__init__`` (``datasets.PluginDatasets``: fast-reid's PreciseBN
   hook asks ``build_train_loader`` again for another dataset);
-* the number of cameras is filled into ``MODEL.BACKBONE.CLIP.SIE.NUM_CAMERAS`` like fast-reid fills
-  ``NUM_CLASSES``;
-* hooks: :class:`~rganet_plugin.engine.hooks.MemoryBankHook` (stage 2 with regions) and
-  :class:`~rganet_plugin.engine.hooks.PromptCacheHook` (stage 1);
+* ``SIE.NUM_CAMERAS`` is filled in like fast-reid fills ``NUM_CLASSES``; hooks: ``MemoryBankHook``
+  (stage 2 with regions) and ``PromptCacheHook`` (stage 1) of :mod:`~rganet_plugin.engine.hooks`;
 * the checkpointer is :class:`~rganet_plugin.engine.checkpoint.ModelCheckpointer` (fast-reid's,
   refusing a ``MODEL.WEIGHTS`` of another model, writing atomically);
 * :class:`~rganet_plugin.engine.hooks.StopOnSignalHook` (Ctrl-C / SIGTERM: stop after the
@@ -21,10 +19,10 @@ checkpointing, TensorBoard/JSON writers, DDP wrapping, the training loop - is fa
   already drawn are drawn again and dropped (so the identity sampler and the data-loader workers
   continue their streams), the iterations already trained are passed over, and the random states
   are restored, so the run ends as the uninterrupted one would;
-* every trainer (stage 1, stage 2) starts from ``SEED``, whatever ran before it in the process,
-  so stage 2 does not depend on whether stage 1 was trained or reused;
-* stage 1 (``MODEL.META_ARCHITECTURE: RGANetPromptLearner``, run by ``stages.py``) trains on images
-  with pseudo part masks, without ReID evaluation;
+* stage 2's switches (``region_keeping.py``, off by default): backbone rates, mask distillation;
+* every trainer starts from ``SEED`` (stage 2 does not depend on whether stage 1 ran before it);
+* stage 1 (``RGANetPromptLearner``, run by ``stages.py``) trains on images with pseudo part masks,
+  without ReID evaluation;
 * evaluation uses :class:`~rganet_plugin.evaluation.WeightedRegionEvaluator` (eq. 10), which reads
   the packed output layout that the config's meta-architecture class gives
   (``modeling.meta_arch.layout_for``).
@@ -108,9 +106,20 @@ class RGANetTrainer(ScheduleMixin, PluginDatasets, DefaultTrainer):
         return ret
 
     # ------------------------------------------------------------------ training
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        if cfg.SOLVER.BACKBONE_LR_FACTOR == 1 and cfg.SOLVER.LAYER_DECAY == 1:
+            return super().build_optimizer(cfg, model)
+        from .region_keeping import scaled_backbone_lr  # stage 2's switches, off by default
+        with scaled_backbone_lr(cfg, model):
+            return super().build_optimizer(cfg, model)
+
     def resume_or_load(self, resume=True):
         """fast-reid's, also reading where a stopped run stopped (``StopOnSignalHook``)."""
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if self.cfg.MODEL.LOSSES.MASK_DISTILL.SCALE != 0 and not is_prompt_stage(self.cfg):
+            from .region_keeping import attach_mask_teacher
+            attach_mask_teacher(self.cfg, unwrap(self.model), ModelCheckpointer)
         if resume and self.checkpointer.has_checkpoint():
             self.start_epoch = checkpoint.get("epoch", -1) + 1
             if "iteration" in checkpoint and "rng" in checkpoint:

@@ -92,6 +92,7 @@ class RGANet(Baseline):
         self.layout = layout
         self.global_only_output = global_only_output
         self.pre_bn_output = pre_bn_output
+        self.mask_teacher = None  # MODEL.LOSSES.MASK_DISTILL (engine.region_keeping sets it)
         if self.pre_bn_output and not hasattr(self.heads, "pool_layer"):
             raise ValueError("TEST.RGANET.FEATURES pre_bn needs a global head with a pool_layer "
                              "(fast-reid's EmbeddingHead)")
@@ -170,7 +171,10 @@ class RGANet(Baseline):
                 targets.zero_()
             g_out = self.heads(glob, targets)
             r_out = self.region_head(fmap, targets) if self.region_head is not None else None
-            return self.losses(g_out, targets, r_out)
+            losses = self.losses(g_out, targets, r_out)
+            if self.mask_teacher is not None:
+                losses.update(self.mask_teacher(images, self.camera_ids(batched_inputs), r_out))
+            return losses
 
         g_feat = self.heads.pool_layer(glob)[..., 0, 0] if self.pre_bn_output else self.heads(glob)
         if self.region_head is None or self.global_only_output:
@@ -206,11 +210,9 @@ class RGANet(Baseline):
             r_out["region_logits"], targets, r_out["weights"], max(ce["eps"], 0.0))
             * kw["region_ce"]["scale"]}
         if "TripletLoss" in kw["loss_names"] and kw["region_tri"]["scale"] > 0:
-            feats = r_out["region_feats"]
             loss["loss_region_triplet"] = sum(
-                triplet_loss(feats[:, j], targets, tri["margin"], tri["norm_feat"],
-                             tri["hard_mining"])
-                for j in range(feats.shape[1])) * kw["region_tri"]["scale"]
+                triplet_loss(f, targets, tri["margin"], tri["norm_feat"], tri["hard_mining"])
+                for f in r_out["region_feats"].unbind(1)) * kw["region_tri"]["scale"]
         return loss
 
     def _log_region_stats(self, r_out) -> None:
@@ -218,13 +220,9 @@ class RGANet(Baseline):
             storage = get_event_storage()
         except (AssertionError, AttributeError, IndexError):
             return
-        names = self.region_head.class_names
-        for key in ("alpha", "beta", "weights"):
-            v = r_out.get(key)
-            if v is None:
-                continue
-            means = v.detach().float().mean(dim=0).cpu().tolist()
-            for name, m in zip(names, means):
+        for key in [k for k in ("alpha", "beta", "weights") if r_out.get(k) is not None]:
+            means = r_out[key].detach().float().mean(dim=0).tolist()
+            for name, m in zip(self.region_head.class_names, means):
                 storage.put_scalar(f"rganet/{key}/{name.replace(' ', '_')}", m,
                                    smoothing_hint=True)
 
