@@ -60,12 +60,33 @@ RUNS = {
                         ["MODEL.RGANET.PROMPT.BACKGROUND_INIT", "zeros"]),
     "rganet_csc": ("configs/Demo/rganet_demo.yml", "RGANet, class-specific prompt context",
                    ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True"]),
+    # stage 2 keeping stage 1's regions (issue 19; docs/fidelity.md)
+    "rganet_distill": ("configs/Demo/rganet_demo.yml", "RGANet, stage 2 distils stage 1's masks",
+                       ["MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]),
+    "rganet_lr": ("configs/Demo/rganet_demo.yml",
+                  "RGANet, backbone lr in the paper's proportion (1e-4)",
+                  ["SOLVER.BACKBONE_LR_FACTOR", "0.3333"]),
+    "rganet_keep": ("configs/Demo/rganet_demo.yml",
+                    "RGANet, mask distillation + backbone lr 1e-4",
+                    ["MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0", "SOLVER.BACKBONE_LR_FACTOR", "0.3333"]),
 }
+
+#: ``--world benchmark``: the misaligned world (benchmarks/misaligned_world.py), 2.7x the demo's
+#: training images, trained for 30 epochs (about the demo's number of iterations)
+BENCHMARK_OPTS = ["SOLVER.MAX_EPOCH", "30", "SOLVER.STEPS", "[20,26]", "TEST.EVAL_PERIOD", "30"]
+
+
+def world_opts(world):
+    if world != "benchmark":
+        return []
+    from misaligned_world import WORLD
+    return [x for k, v in WORLD.items()
+            for x in (f"DATASETS.SYNTHETIC.{k.upper()}", str(v))] + BENCHMARK_OPTS
 
 
 #: variants that change stage 2 only: they start from the default run's stage 1 (the same
 #: result the two-stage command would compute again), saving half of their time
-STAGE2_ONLY = ("rganet_w_mean", "rganet_mu_text")
+STAGE2_ONLY = ("rganet_w_mean", "rganet_mu_text", "rganet_distill", "rganet_lr", "rganet_keep")
 
 
 def run_opts(run, opts, out=None, seed=None):
@@ -97,8 +118,6 @@ def measure(run, seed, out, opts):
     opts = run_opts(run, opts)
     final = os.path.join(out, "model_final.pth")
     pred = build_predictor(cfg_file, final, list(opts) + ["SEED", str(seed)], device="cpu")
-    if pred.model.region_head is None:
-        return {}
     cfg = pred.cfg
     root = dataset_root(cfg)
     if not os.path.isabs(root):
@@ -106,14 +125,22 @@ def measure(run, seed, out, opts):
     ddir = ensure_synthetic_occluded_duke(root, cfg.DATASETS.SYNTHETIC, progress=False)
     test = mech.load_ground_truth(ddir, ("query", "gallery"))
     train_gt = mech.load_ground_truth(ddir, ("train",))
-    m = {"stage2": mech.measure_regions(pred, test),
-         "stripes_reference": mech.stripe_part_iou(test, pred.model.region_head.num_regions),
-         "bank_log": mech.read_bank_log(out)}
+    m = {"retrieval": mech.retrieval_by_alignment(pred, test)}
+    if pred.model.region_head is None:
+        return m
+    n = pred.model.region_head.num_regions
+    groups = test.by_alignment()
+    m["stage2"] = mech.measure_regions(pred, test, by_alignment=True)
+    m.update({"stage2_by": m["stage2"].pop("by_alignment"),
+              "stripes_reference": mech.stripe_part_iou(test, n),
+              "stripes_by": {k: mech.stripe_part_iou(v, n) for k, v in groups.items()},
+              "bank_log": mech.read_bank_log(out)})
     m["bank"] = mech.bank_alignment(pred, train_gt)
     stage1 = os.path.join(out, "prompt_stage", "model_final.pth")
     if os.path.isfile(stage1):
         p1 = build_predictor(cfg_file, stage1, list(opts) + ["SEED", str(seed)], device="cpu")
-        m["stage1"] = mech.measure_regions(p1, test)
+        m["stage1"] = mech.measure_regions(p1, test, by_alignment=True)
+        m["stage1_by"] = m["stage1"].pop("by_alignment")
     return m
 
 
@@ -195,14 +222,76 @@ def tables(results, runs, seeds):
     return "\n".join(lines)
 
 
+def paired(results, a, b, seeds, get):
+    """``mean ± SE`` over seeds of ``get(run a) - get(run b)`` seed by seed, and whether it is
+    more than twice its standard error."""
+    d = [get(results[a][s]) - get(results[b][s]) for s in seeds
+         if get(results[a][s]) is not None and get(results[b][s]) is not None]
+    if len(d) < 2:
+        return "n/a"
+    mean, se = float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    return f"{mean:+.2f} ± {se:.2f}" + (" (> 2 SE)" if abs(mean) > 2 * se else "")
+
+
+def by_view_tables(results, runs, seeds):
+    """Accuracy of aligned and misaligned queries apart, masks per view, paired differences."""
+    first = results[runs[0]][seeds[0]]["mechanism"]
+    if "retrieval" not in first:
+        return ""
+    views = [v for v in ("all", "aligned", "misaligned") if v in first["retrieval"]]
+    lines = ["", "### Accuracy by query view (eq. 10 on the final model)", "",
+             "| model | " + " | ".join(f"{v} R1 | {v} mAP" for v in views) + " |",
+             "|---|" + "---|---|" * len(views)]
+    for r in runs:
+        rs = [results[r][s]["mechanism"]["retrieval"] for s in seeds]
+        lines.append(f"| {RUNS[r][1]} | " + " | ".join(
+            f"{mean_std([x[v]['Rank-1'] for x in rs], '{:.1f}')} | "
+            f"{mean_std([x[v]['mAP'] for x in rs], '{:.1f}')}" for v in views) + " |")
+    lines.append("")
+    lines.append("queries: " + ", ".join(f"{v} {first['retrieval'][v]['queries']}" for v in views))
+    rgm = [r for r in runs if results[r][seeds[0]]["mechanism"].get("stage2_by")]
+    if rgm:
+        groups = list(results[rgm[0]][seeds[0]]["mechanism"]["stage2_by"])
+        lines += ["", "### Part mIoU by view (query + gallery images)", "",
+                  "| model | masks | " + " | ".join(groups) + " |", "|---|---|" + "---|" * len(groups)]
+        ms = [results[rgm[0]][s]["mechanism"] for s in seeds]
+        lines.append("| fixed stripes (reference) | rows | " + " | ".join(
+            mean_std([m["stripes_by"][g]["part_miou"] for m in ms]) for g in groups) + " |")
+        for r in rgm:
+            ms = [results[r][s]["mechanism"] for s in seeds]
+            for stage in ("stage1_by", "stage2_by"):
+                if all(m.get(stage) for m in ms):
+                    lines.append(f"| {RUNS[r][1]} | after stage {stage[5]} | " + " | ".join(
+                        mean_std([m[stage][g]["part_miou"] for m in ms]) for g in groups) + " |")
+    pairs = [(a, b) for a, b in (("stripes", "baseline"), ("rganet", "baseline"),
+                                 ("rganet", "stripes"), ("rganet_keep", "rganet"),
+                                 ("rganet_keep", "baseline"), ("rganet_keep", "stripes"),
+                                 ("rganet_distill", "rganet"), ("rganet_lr", "rganet"))
+             if a in runs and b in runs]
+    if pairs and len(seeds) > 1:
+        lines += ["", "### Paired differences (seed by seed, mean ± standard error)", "",
+                  "| difference | " + " | ".join(f"{v} mAP" for v in views) + " | "
+                  + " | ".join(f"{v} R1" for v in views) + " |",
+                  "|---|" + "---|" * (2 * len(views))]
+        for a, b in pairs:
+            cells = [paired(results, a, b, seeds,
+                            lambda x, v=v, k=k: x["mechanism"]["retrieval"][v][k])
+                     for k in ("mAP", "Rank-1") for v in views]
+            lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default=os.path.join(ROOT, "logs", "mechanism"))
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--docs", default="", help="write the pictures into <docs>/images")
+    ap.add_argument("--world", choices=("default", "benchmark"), default="default",
+                    help="benchmark: the misaligned world (aligned and misaligned queries apart)")
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    args.opts = world_opts(args.world) + list(args.opts)
     import logging
     logging.basicConfig(level=logging.WARNING)
     results = {r: {} for r in args.runs}
@@ -212,7 +301,11 @@ def main():
             cache = os.path.join(out, "mechanism.json")
             if os.path.isfile(cache):
                 with open(cache) as f:
-                    results[run][seed] = json.load(f)
+                    results[run][seed] = rec = json.load(f)
+                if "retrieval" not in rec["mechanism"]:  # measured before the by-view figures
+                    rec["mechanism"] = measure(run, seed, out, args.opts)
+                    with open(cache, "w") as f:
+                        json.dump(rec, f, indent=1)
                 continue
             res = train(run, seed, out, args.opts)
             rec = {"result": res, "mechanism": measure(run, seed, out, args.opts)}
@@ -221,7 +314,7 @@ def main():
             results[run][seed] = rec
             print(f"[{run} seed {seed}] R1 {res['Rank-1']:.1f} mAP {res['mAP']:.1f} "
                   f"({res['minutes']:.1f} min)", flush=True)
-    text = tables(results, args.runs, args.seeds)
+    text = tables(results, args.runs, args.seeds) + by_view_tables(results, args.runs, args.seeds)
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as f:

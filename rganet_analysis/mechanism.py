@@ -30,6 +30,7 @@ from rganet_plugin.synthetic.region_metrics import (auroc, foreground_iou, part_
                                                    stripe_pixels)
 
 __all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
+           "retrieval_by_alignment",
            "bank_alignment", "read_bank_log", "COVERED_THRESH"]
 
 #: A region counts as covered when at least this fraction of its part is behind the occluder.
@@ -104,10 +105,12 @@ def _batches(n: int, size: int):
 
 
 @torch.no_grad()
-def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[str, object]:
+def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64,
+                    by_alignment: bool = False) -> Dict[str, object]:
     """Part mIoU and foreground IoU of the model's masks, AUROC of ``w`` / ``alpha`` / ``beta``
     for visible against covered regions. ``predictor``: :class:`rganet_plugin.tools.predictor.
-    Predictor` of a model with a region head."""
+    Predictor` of a model with a region head. ``by_alignment``: also the same figures for the
+    aligned and the misaligned images apart (``"by_alignment"``; one pass over the images)."""
     head = predictor.model.region_head
     if head is None:
         raise ValueError("this model has no region head")
@@ -119,27 +122,69 @@ def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64) -> Dict[st
         d = predictor.details([gt.paths[i] for i in idx])
         masks = d["masks"]
         parts = masks[:, 1:] if has_bg else masks
-        labels = gt.masks(idx)
-        preds.append(patch_to_pixels(parts.argmax(dim=1) + 1, labels.shape[-2:]).numpy())
+        labels = gt.masks(idx).astype(np.uint8)
+        preds.append(patch_to_pixels(parts.argmax(dim=1) + 1, labels.shape[-2:]).numpy()
+                     .astype(np.uint8))
         if has_bg:
-            fgs.append(patch_to_pixels((masks.argmax(dim=1) > 0).long(), labels.shape[-2:]).numpy())
+            fgs.append(patch_to_pixels((masks.argmax(dim=1) > 0).long(), labels.shape[-2:])
+                       .numpy().astype(np.uint8))
         gts.append(labels)
         for k in conf:
             if d.get(k) is not None:
                 conf[k].append(d[k].numpy())
     pred, lab = np.concatenate(preds), np.concatenate(gts)
-    out: Dict[str, object] = {"num_images": len(gt)}
-    iou = part_iou(pred, lab, n)
-    out["part_miou"], out["part_iou"] = iou["miou"], iou["iou"]
-    out["foreground_iou"] = foreground_iou(np.concatenate(fgs), lab) if has_bg else None
+    fg = np.concatenate(fgs) if has_bg else None
+    conf = {k: np.concatenate(v) for k, v in conf.items() if v}
     covered = gt.covered()[:, :n] >= COVERED_THRESH
-    out["regions_covered"] = int(covered.sum())
-    out["regions_visible"] = int((~covered).sum())
-    for k, v in conf.items():
-        out[f"auroc_{k}"] = auroc(np.concatenate(v).ravel(), (~covered).ravel()) if v else None
-        out[f"mean_{k}_visible"] = float(np.concatenate(v)[~covered].mean()) if v else None
-        out[f"mean_{k}_covered"] = (float(np.concatenate(v)[covered].mean())
-                                    if v and covered.any() else None)
+    out = _region_figures(np.arange(len(gt)), pred, lab, fg, conf, covered, n)
+    if by_alignment:
+        f = np.array(gt.framings())
+        out["by_alignment"] = {
+            name: _region_figures(np.flatnonzero(keep), pred, lab, fg, conf, covered, n)
+            for name, keep in (("aligned", f == "full"), ("misaligned", f != "full")) if keep.any()}
+    return out
+
+
+def _region_figures(rows, pred, lab, fg, conf, covered, n) -> Dict[str, object]:
+    out: Dict[str, object] = {"num_images": len(rows)}
+    iou = part_iou(pred[rows], lab[rows], n)
+    out["part_miou"], out["part_iou"] = iou["miou"], iou["iou"]
+    out["foreground_iou"] = foreground_iou(fg[rows], lab[rows]) if fg is not None else None
+    cov = covered[rows]
+    out["regions_covered"] = int(cov.sum())
+    out["regions_visible"] = int((~cov).sum())
+    for k in ("weights", "alpha", "beta"):
+        v = conf[k][rows] if k in conf else None
+        out[f"auroc_{k}"] = auroc(v.ravel(), (~cov).ravel()) if v is not None else None
+        out[f"mean_{k}_visible"] = float(v[~cov].mean()) if v is not None else None
+        out[f"mean_{k}_covered"] = float(v[cov].mean()) if v is not None and cov.any() else None
+    return out
+
+
+def retrieval_by_alignment(predictor, gt: GroundTruth) -> Dict[str, Dict[str, float]]:
+    """Rank-1 / mAP (eq. 10 on the model's features, the evaluator's distance) of all queries of
+    ``gt`` (query + gallery records) and of its aligned and misaligned queries apart."""
+    from rganet_plugin.evaluation.distance import weighted_region_distance
+    from rganet_plugin.evaluation.ranking import evaluate_rank
+    from rganet_plugin.modeling.outputs import Features
+
+    feats = predictor.extract(gt.paths, progress=False)
+    split = np.array([r["split"] for r in gt.records])
+    pid = np.array([r["pid"] for r in gt.records])
+    cam = np.array([r["camid"] for r in gt.records])
+    q, g = np.flatnonzero(split == "query"), np.flatnonzero(split == "gallery")
+    def rows(idx):
+        return Features(feats.global_feat[idx], feats.region_feats[idx], feats.weights[idx])
+
+    dist = weighted_region_distance(rows(q), rows(g), device="cpu")
+    framing = np.array(gt.framings())[q]
+    out = {}
+    for name, keep in (("all", framing == framing), ("aligned", framing == "full"),
+                       ("misaligned", framing != "full")):
+        if keep.any():
+            cmc, ap, _ = evaluate_rank(dist[keep], pid[q][keep], pid[g], cam[q][keep], cam[g])
+            out[name] = {"Rank-1": float(cmc[0] * 100), "mAP": float(np.mean(ap) * 100),
+                         "queries": int(keep.sum())}
     return out
 
 

@@ -102,3 +102,39 @@ def test_ground_truth_of_a_folder_that_cannot_give_it_is_refused(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(_json.dumps(old))
     with pytest.raises(ValueError, match="before part occlusion was recorded .*regenerate"):
         load_ground_truth(str(tmp_path))
+
+
+def test_paired_differences_by_hand():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "mech_bench", os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks",
+                                   "mechanism.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = {"a": {s: {"x": 10.0 + d} for s, d in zip((0, 1, 2), (1.0, 2.0, 3.0))},
+           "b": {s: {"x": 10.0} for s in (0, 1, 2)}}
+    # differences 1, 2, 3: mean 2, standard error 1 / sqrt(3) = 0.577
+    assert bench.paired(res, "a", "b", [0, 1, 2], lambda r: r["x"]) == "+2.00 ± 0.58 (> 2 SE)"
+    res["a"][2]["x"] = 6.0  # differences 1, 2, -4: mean -1/3, SE 1.86: no measured difference
+    assert bench.paired(res, "a", "b", [0, 1, 2], lambda r: r["x"]) == "-0.33 ± 1.86"
+
+
+def test_retrieval_by_alignment_scores_each_query_view_apart():
+    from rganet_analysis.mechanism import GroundTruth, retrieval_by_alignment
+    from rganet_plugin.modeling.outputs import Features
+
+    # two identities; the aligned query finds its match first, the misaligned one second
+    recs = [dict(split="query", pid=1, camid=0, framing="full", file="q1"),
+            dict(split="query", pid=2, camid=0, framing="top", file="q2"),
+            dict(split="gallery", pid=1, camid=1, framing="full", file="g1"),
+            dict(split="gallery", pid=2, camid=1, framing="full", file="g2")]
+    vec = torch.tensor([[1.0, 0.0], [1.0, 0.2], [1.0, 0.05], [0.0, 1.0]])
+
+    class Pred:
+        def extract(self, paths, progress=False):
+            return Features(vec, torch.zeros(4, 0, 2), torch.zeros(4, 0))
+
+    out = retrieval_by_alignment(Pred(), GroundTruth("/nowhere", recs))
+    assert out["aligned"] == {"Rank-1": 100.0, "mAP": 100.0, "queries": 1}
+    assert out["misaligned"]["Rank-1"] == 0.0 and out["misaligned"]["mAP"] == 50.0
+    assert out["all"]["queries"] == 2 and out["all"]["mAP"] == 75.0
