@@ -163,7 +163,7 @@ def mean_std(values, fmt="{:.3f}"):
 
 def tables(results, runs, seeds):
     lines = [f"seeds {seeds}; {cpu_model()}; load {load_average()}", "",
-             "### Accuracy (generated occluded data, every query occluded)", "",
+             "### Accuracy (generated occluded data; the demo's queries are all occluded)", "",
              "| model | Rank-1 | mAP | mINP | minutes/run |", "|---|---|---|---|---|"]
     for r in runs:
         rs = [results[r][s]["result"] for s in seeds]
@@ -239,7 +239,7 @@ def by_view_tables(results, runs, seeds):
     if "retrieval" not in first:
         return ""
     views = [v for v in ("all", "aligned", "misaligned") if v in first["retrieval"]]
-    lines = ["", "### Accuracy by query view (eq. 10 on the final model)", "",
+    lines = ["", "", "### Accuracy by query view (eq. 10 on the final model)", "",
              "| model | " + " | ".join(f"{v} R1 | {v} mAP" for v in views) + " |",
              "|---|" + "---|---|" * len(views)]
     for r in runs:
