@@ -454,7 +454,7 @@ def test_export_to_a_path_that_cannot_be_written(env, tmp_path, capsys):
     assert "it is a folder" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------- sharded galleries (issue 23)
+# ---------------------------------------------------------------------- sharded galleries
 def _random_features(rng, m, regions=4, rdim=8, gdim=16):
     return _features_of(rng.normal(size=(m, gdim)).astype(np.float32),
                         rng.normal(size=(m, regions, rdim)).astype(np.float32),
@@ -472,9 +472,8 @@ def _write_shards(path, feats, shard=40, meta=None, dtype="float32"):
     from rganet_plugin.modeling.outputs import FeatureLayout
     from rganet_plugin.tools.shards import ShardWriter
 
-    w = ShardWriter(str(path), FeatureLayout(feats.global_feat.shape[1], feats.region_feats.shape[1],
-                                             feats.region_feats.shape[2]),
-                    meta=meta or {"weights": "/m/model.pth"}, dtype=dtype)
+    layout = FeatureLayout(feats.global_feat.shape[1], *feats.region_feats.shape[1:])
+    w = ShardWriter(str(path), layout, meta=meta or {"weights": "/m/model.pth"}, dtype=dtype)
     for s in range(0, len(feats), shard):
         w.add(feats.rows(s, s + shard))
     return w.close()
@@ -483,7 +482,8 @@ def _write_shards(path, feats, shard=40, meta=None, dtype="float32"):
 def test_sharded_extract_index_search_query_finds_itself(env, tmp_path, capsys):
     shards, index = tmp_path / "gallery", tmp_path / "g.faiss"
     assert tools_main(["extract", *_model_args(env), "--images", env["gallery_dir"], "--out",
-                       str(shards), "--shard-size", "5", "--num-workers", "0", "--no-progress"]) == 0
+                       str(shards), "--shard-size", "5", "--num-workers", "0",
+                       "--no-progress"]) == 0
     n = len(env["data"].gallery)
     manifest = json.loads((shards / "manifest.json").read_text())
     assert manifest["num_rows"] == n and len(manifest["shards"]) == -(-n // 5)

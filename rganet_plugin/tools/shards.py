@@ -6,7 +6,8 @@
                               (``meta``: config file, checkpoint, ...), and the shards in order
     DIR/shard-00000.npy       (M, G + N*R + N) packed rows ``[global | regions | w]``
                               (``modeling/outputs.py``), float32 or float16
-    DIR/shard-00000.json      the shard's rows, width, paths and the model it was extracted with
+    DIR/shard-00000.json      the shard's rows, width, paths (may be empty: rows without names)
+                              and the model it was extracted with
 
 A :class:`ShardedGallery` opens the directory (or its ``manifest.json``) and checks it: every
 shard listed is there, has the layout's width and row count and names the manifest's model; an
@@ -136,10 +137,11 @@ class ShardedGallery:
         if info.get("model") != model:
             raise ValueError(f"shard {name} was extracted with another model than the gallery's "
                              f"manifest ({info.get('model')} vs {model})")
-        if arr.shape[0] != rows or len(info.get("paths", ())) != rows:
-            raise ValueError(f"shard {name} has {arr.shape[0]} rows and "
-                             f"{len(info.get('paths', ()))} paths, the manifest says {rows}")
-        self.paths.extend(info["paths"])
+        paths = info.get("paths") or [f"{name}#{i}" for i in range(rows)]  # unnamed rows
+        if arr.shape[0] != rows or len(paths) != rows:
+            raise ValueError(f"shard {name} has {arr.shape[0]} rows and {len(paths)} paths, the "
+                             f"manifest says {rows}")
+        self.paths.extend(paths)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
