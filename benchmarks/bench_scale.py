@@ -7,7 +7,7 @@
 Synthetic features with Occluded-Duke's structure, scaled with the gallery: 2,210 queries of 519
 identities; the gallery has one identity per 15.9 images (17,661 / 1,110), 8 cameras with 2-5 per
 identity; global + 4 regions of ``width`` values, 30 % of regions occluded (noise, low ``w``), as
-``bench_evaluation.make_data``. The gallery is written in shards (``tools/shards.py``: float32
+``bench_evaluation.make_data`` (its noise at width 512, a noise as separable at other widths). The gallery is written in shards (``tools/shards.py``: float32
 shards at width 96, float16 at width 512) under ``--work`` and deleted after each size.
 
 Paths (each one process, so that its peak resident memory is its own; ``ru_maxrss``, which
@@ -89,12 +89,18 @@ def labels(num_gallery: int, num_query: int, seed: int = 0):
     return q_pids, g_pids, pick(q_pids), pick(g_pids), num_ids
 
 
-def features(pids, centres, rng, dim, noise=2.6):
+def noise_for(dim: int) -> float:
+    """bench_evaluation's noise (2.6) at 512 values; at other widths the noise that keeps the
+    identities as separable (same-identity cosine / spread of a random cosine, 1 / sqrt(dim))."""
+    return float(np.sqrt(max((1 + 2.6 ** 2) * np.sqrt(dim / 512) - 1, 0.0)))
+
+
+def features(pids, centres, rng, dim):
     """As bench_evaluation.make_data: identity centre + noise, occluded regions are noise with a
     low confidence, the global feature is disturbed when a region is occluded."""
     from rganet_plugin.modeling.outputs import Features
 
-    n = len(pids)
+    n, noise = len(pids), noise_for(dim)
     x = centres[pids] + noise * rng.standard_normal((n, 1 + NUM_REGIONS, dim), dtype=np.float32)
     occluded = rng.random((n, NUM_REGIONS)) < 0.3
     x[:, 1:][occluded] = 2.0 * rng.standard_normal((int(occluded.sum()), dim), dtype=np.float32)

@@ -294,7 +294,7 @@ def search_gallery(gidx: GalleryIndex, query: Any, k: int = 100, *,
                 s_ = s_ + torch.from_numpy(tau.astype(np.float32))[:, None] * w
         else:  # compressed codes: recompute S from the full vectors
             s_ = torch.empty(cand.shape, dtype=torch.float32)
-            step = max(1, chunk_size // 16)
+            step = max(1, min(chunk_size // 16, (1 << 25) // (cand.shape[1] * a_g.shape[1] + 1)))
             for b in range(0, len(rows), step):
                 s_[b:b + step] = torch.einsum("qd,qkd->qk", a_q[rows[b:b + step]],
                                               a_g[safe[b:b + step]])
