@@ -143,16 +143,35 @@ def _load(c):
 
 # ---------------------------------------------------------------------- paths
 def cell_exact(c):
-    """Exact top-k on the reference queries (all, or every 10th), kept for the recall column."""
+    """The ``dense`` path: exact top-k streamed over the shards, on the reference queries (all,
+    or every 10th), kept for the recall column; before it, where the Q x G matrix fits, the full
+    dense evaluation (every positive counted)."""
+    from rganet_plugin.evaluation import (compute_query_ranks, ranks_to_metrics, summarize,
+                                          weighted_region_distance)
+    from rganet_plugin.evaluation.faiss_search import evaluate_topk
     from rganet_plugin.tools.shards import exact_topk
 
-    q, gallery, _ = _load(c)
+    q, gallery, lab = _load(c)
+    out = {"build": 0.0}
+    if c["full_dense"]:
+        t0 = time.perf_counter()
+        g = gallery.take(np.arange(len(gallery)))
+        dist = weighted_region_distance(q, g, device="cpu")
+        del g
+        m = summarize(*ranks_to_metrics(compute_query_ranks(dist, *lab)))
+        out["dense_seconds"] = time.perf_counter() - t0
+        out["dense"] = {k: m[k] for k in ("Rank-1", "mAP")}
+        del dist
     rows = np.arange(0, len(q), c["ref_step"])
-    t0 = time.perf_counter()
-    _, idx = exact_topk(q.rows(0, len(q)) if c["ref_step"] == 1 else _rows(q, rows), gallery,
-                        c["k"])
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    _, idx = exact_topk(_rows(q, rows), gallery, c["k"])
+    out["search"], out["search_cpu"] = time.perf_counter() - t0, time.process_time() - cpu0
     np.save(os.path.join(c["dir"], "exact.npy"), idx)
-    return {"seconds": time.perf_counter() - t0, "queries": len(rows)}
+    out["recall"], out["queries"] = 1.0, len(rows)
+    if c["ref_step"] == 1:
+        m = summarize(*evaluate_topk(idx, *lab))
+        out["topk"] = {k: m[k] for k in ("Rank-1", "mAP")}
+    return out
 
 
 def _rows(f, rows):
@@ -181,38 +200,20 @@ def spec_of(path: str, size: int, width: int, args) -> str:
 
 
 def cell_path(c):
-    from rganet_plugin.evaluation import compute_query_ranks, ranks_to_metrics, summarize
+    from rganet_plugin.evaluation import summarize
     from rganet_plugin.evaluation.faiss_search import evaluate_topk, search_gallery
-    from rganet_plugin.tools.shards import exact_topk, index_shards
+    from rganet_plugin.tools.shards import index_shards
 
     q, gallery, lab = _load(c)
     out = {}
     t0 = time.perf_counter()
-    if c["path"] == "dense":
-        if c["full_dense"]:  # the whole matrix fits: the dense evaluation itself
-            from rganet_plugin.evaluation import weighted_region_distance
-
-            g = gallery.take(np.arange(len(gallery)))
-            dist = weighted_region_distance(q, g, device="cpu")
-            del g
-            m = summarize(*ranks_to_metrics(compute_query_ranks(dist, *lab)))
-            out["dense_seconds"] = time.perf_counter() - t0
-            out["dense"] = {k: m[k] for k in ("Rank-1", "mAP")}
-            del dist
-            t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        _, idx = exact_topk(q, gallery, c["k"])
-        out["build"], out["search"] = 0.0, time.perf_counter() - t0
-        out["search_cpu"] = time.process_time() - cpu0
-    else:
-        gidx = index_shards(gallery, c["spec"], search_k=c["k"], train_size=c["train"])
-        out["build"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        top = search_gallery(gidx, q, c["k"], shortlist=c.get("shortlist"))
-        out["search"], out["search_cpu"] = time.perf_counter() - t0, time.process_time() - cpu0
-        out["certified"] = None if top.certified is None else float(top.certified.mean())
-        idx = top.indices
+    gidx = index_shards(gallery, c["spec"], search_k=c["k"], train_size=c["train"])
+    out["build"] = time.perf_counter() - t0
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    top = search_gallery(gidx, q, c["k"], shortlist=c.get("shortlist"))
+    out["search"], out["search_cpu"] = time.perf_counter() - t0, time.process_time() - cpu0
+    out["certified"] = None if top.certified is None else float(top.certified.mean())
+    idx = top.indices
     ref = np.load(os.path.join(c["dir"], "exact.npy"))
     sub = idx[::c["ref_step"]]
     out["recall"] = float(np.mean([len(np.intersect1d(a, b)) / c["k"] for a, b in zip(sub, ref)]))
@@ -251,7 +252,7 @@ def table(rows) -> str:
         rec = f"{r['recall']:.4f}" + ("" if r["ref_step"] == 1 else f" ({r['ref_q']} q)")
         if r.get("certified") is not None:
             rec += f", {r['certified'] * 100:.0f} % certified"
-        tk = f"{r['topk']['Rank-1']:.2f} / {r['topk']['mAP']:.2f}"
+        tk = f"{r['topk']['Rank-1']:.2f} / {r['topk']['mAP']:.2f}" if r.get("topk") else ""
         dn = (f"{r['dense']['Rank-1']:.2f} / {r['dense']['mAP']:.2f} "
               f"({r['dense_seconds']:.1f} s)") if r.get("dense") else ""
         lines.append(f"| {r['width']} | {fmt_size(r['size'])} | {r['path']} | {r['spec']} | "
@@ -270,7 +271,7 @@ def plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (width, name), style in zip(sorted({(r["width"], r["path"]) for r in rows}),
                                     [f"{m}{ls}" for ls in ("-", "--") for m in "osd^v"]):
-        pts = sorted((r["size"], r["search"], r["peak_gb"]) for r in rows
+        pts = sorted((r["size"], r["search"], r["peak_gb"]) for r in rows  # all queries only
                      if r["width"] == width and r["path"] == name and "search" in r)
         if not pts:
             continue
@@ -351,29 +352,28 @@ def main(argv=None):
                 if "error" in gen:
                     raise RuntimeError(gen["error"])
                 ref_step = 1 if args.queries * size * dim <= args.exact_budget else 10
-                ex = run_cell({**base, "cell": "exact", "ref_step": ref_step}, args.quick)
+                ex = run_cell({**base, "cell": "exact", "ref_step": ref_step,
+                               "full_dense": args.queries * size * 4 <= 2 ** 31}, args.quick)
                 if "error" in ex:
                     raise RuntimeError(ex["error"])
-                print(f"width {width}, {fmt_size(size)}: exact top-{args.k} of {ex['queries']} "
-                      f"queries in {ex['seconds']:.1f} s (load {load_average()})", flush=True)
-                for path in paths:
+                for path in ["dense"] + [p for p in paths if p != "dense"]:
                     spec = "exact, chunked" if path == "dense" else spec_of(path, size, width,
                                                                              args)
                     row = {"width": width, "size": size, "path": path, "spec": spec,
                            "ref_step": ref_step, "ref_q": len(range(0, args.queries, ref_step))}
                     full_gb = size * dim * 4 / 2 ** 30
-                    if path in ("flat", "ivf", "hnsw") and full_gb * 1.3 > args.mem_gb:
+                    if path == "dense":
+                        row.update(ex)
+                        if ref_step != 1:
+                            row["path"] = f"dense ({ex['queries']} queries)"
+                    elif path in ("flat", "ivf", "hnsw") and full_gb * 1.3 > args.mem_gb:
                         row["skipped"] = (f"not run: the index holds the float32 gallery "
                                           f"({full_gb:.1f} GB)")
                     elif path == "hnsw" and size > args.hnsw_max:
                         row["skipped"] = f"not run above {fmt_size(args.hnsw_max)} (build time)"
-                    elif path == "dense" and ref_step != 1:
-                        row["skipped"] = (f"exact pass on {row['ref_q']} queries only "
-                                          f"({ex['seconds']:.1f} s): the recall reference")
                     else:
                         c = {**base, "cell": "path", "path": path, "spec": spec,
                              "ref_step": ref_step, "train": args.train,
-                             "full_dense": args.queries * size * 4 <= 2 ** 31,
                              "shortlist": args.pq_shortlist if path == "pq" else None}
                         row.update(run_cell(c, args.quick))
                     rows.append(row)

@@ -215,24 +215,25 @@ def index_shards(gallery: ShardedGallery, spec: str = "Flat", use_gpu: Optional[
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(gallery), min(train_size, len(gallery)), replace=False))
 
+    weights = []  # the gallery's w, kept while the shards pass (no second read of the shards)
+
     def vectors(f: Features) -> np.ndarray:
-        return _index_vectors(*weighted_embedding(f, "cpu"))
+        a, w = weighted_embedding(f, "cpu")
+        weights.append(w)
+        return _index_vectors(a, w)
 
     chunks = (vectors(f) for _, f in gallery.iter_features())
     index, on_gpu = build_index(vectors(gallery.take(sample)), spec, use_gpu=use_gpu,
                                 search_k=search_k, chunks=chunks, total=len(gallery))
-    return GalleryIndex(index, ShardRows(gallery), gallery.weights(), str(spec), on_gpu)
+    return GalleryIndex(index, ShardRows(gallery), torch.cat(weights[1:]), str(spec), on_gpu)
 
 
 def merge_topk(d_a: np.ndarray, i_a: np.ndarray, d_b: np.ndarray, i_b: np.ndarray,
                k: int) -> Tuple[np.ndarray, np.ndarray]:
     """The k smallest of two (Q, *) candidate lists, nearest first."""
-    d, i = np.concatenate([d_a, d_b], 1), np.concatenate([i_a, i_b], 1)
-    part = np.argpartition(d, min(k, d.shape[1]) - 1, axis=1)[:, :k] if d.shape[1] > k else \
-        np.broadcast_to(np.arange(d.shape[1]), d.shape)
-    d, i = np.take_along_axis(d, part, 1), np.take_along_axis(i, part, 1)
-    order = np.argsort(d, axis=1, kind="stable")
-    return np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+    d, i = torch.from_numpy(np.concatenate([d_a, d_b], 1)), np.concatenate([i_a, i_b], 1)
+    d, pos = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False, sorted=True)
+    return d.numpy(), np.take_along_axis(i, pos.numpy(), 1)
 
 
 @torch.no_grad()
@@ -244,10 +245,8 @@ def exact_topk(query: Features, gallery: ShardedGallery, k: int = 100,
     best_d = np.full((num_q, 0), np.inf, np.float32)
     best_i = np.full((num_q, 0), -1, np.int64)
     for first, f in gallery.iter_features():
-        d = weighted_region_distance(query, f, chunk_size=chunk_size, device="cpu")
-        kk = min(k, d.shape[1])
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if d.shape[1] > kk else \
-            np.tile(np.arange(d.shape[1]), (num_q, 1))
-        best_d, best_i = merge_topk(best_d, best_i, np.take_along_axis(d, part, 1),
-                                    part + first, k)
+        d = torch.from_numpy(weighted_region_distance(query, f, chunk_size=chunk_size,
+                                                      device="cpu"))
+        d, part = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False, sorted=False)
+        best_d, best_i = merge_topk(best_d, best_i, d.numpy(), part.numpy() + first, k)
     return best_d, best_i
