@@ -195,7 +195,7 @@ def spec_of(path: str, size: int, width: int, args) -> str:
         pre, m = ("PCA256,", 64) if dim > 1024 else ("", next(
             m for m in (44, 32, 22, 16, 11, 8, 4, 2, 1) if dim % m == 0))
         bits = 8 if size >= 10_000 else 4  # 2^8 centroids need ~10k training rows
-        return f"{pre}IVF{nl},PQ{m}x{bits}|nprobe={args.nprobe}"
+        return f"{pre}IVF{nl},PQ{m}x{bits}np|nprobe={args.nprobe}"  # np: no polysemous training
     return f"HNSW32|efSearch={args.ef_search}"
 
 
