@@ -312,6 +312,8 @@ def main(argv=None):
     ap.add_argument("--work", default="/tmp/rganet_scale")
     ap.add_argument("--plot", default="", help="write the log-log plot here")
     ap.add_argument("--json", default="", help="append the rows to this JSON-lines file")
+    ap.add_argument("--report", default="", metavar="FILE.jsonl",
+                    help="no run: the table (and --plot) of the rows --json collected")
     ap.add_argument("--quick", action="store_true",
                     help="tiny run in this process (800 images, width 16, 40 queries, top-10)")
     ap.add_argument("--cell", default="", help=argparse.SUPPRESS)
@@ -326,6 +328,15 @@ def main(argv=None):
     if args.quick:
         args.sizes, args.widths, args.queries, args.k, args.shard = "800", "16", 40, 10, 300
         args.train, args.pq_shortlist, args.nprobe = 600, 200, 4
+    if args.report:
+        with open(args.report) as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        rows.sort(key=lambda r: (-r["width"], r["size"], PATHS.index(r["path"].split()[0])
+                                 if r["path"].split()[0] in PATHS else 9))
+        print(table(rows))
+        if args.plot:
+            plot(rows, args.plot)
+        return
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     widths = [int(w) for w in args.widths.split(",")]
     paths = [p for p in args.paths.split(",") if p]
