@@ -28,6 +28,8 @@ TINY_DATA = ["DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "4", "DATASETS.SYNTHETIC.NUM_TE
 SMOKE = {
     "bench_evaluation.py": (["--num-query", "40", "--num-gallery", "200", "--repeat", "1",
                              "--topk", "10", "--chunk-size", "64"], "checks passed"),
+    "bench_scale.py": (["--quick", "--work", "{tmp}/scale", "--threads", "1", "--plot",
+                        "{tmp}/scale.png"], "| 16 | 800 | pq | IVF"),
     "bench_inference.py": (["--device", "cpu", "--arch", "RGANet-Tiny-ViT", "--dtypes", "fp32",
                             "--num-images", "4", "--batch-size", "2", "--repeat", "1",
                             "--num-classes", "8"], "paper (Table VII)"),
