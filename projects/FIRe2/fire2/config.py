@@ -43,6 +43,11 @@ def add_fire2_config(cfg: CN) -> CN:
     _C.MODEL.FIRE2.FAR.PARTS = 2  # horizontal parts whose style statistics are exchanged
     _C.MODEL.FIRE2.FAR.TIMES = 1  # recomposed copies per image (K)
 
+    # the generated cloth-changing set (SyntheticLTCC): 1 draws the world whose identities keep
+    # cues a change of clothes leaves (hair colour and style, skin, head size, height, build, leg
+    # length; no hats); 0 the default world (rganet_plugin/synthetic/cloth_changing.py)
+    _C.DATASETS.SYNTHETIC.IDENTITY_CUES = 0
+
     _C.TEST.CLOTH_CHANGING = CN()
     _C.TEST.CLOTH_CHANGING.MAX_RANK = 50
     return cfg

@@ -42,7 +42,7 @@ from rganet_plugin.evaluation.ranking import QueryRanks, compute_query_ranks, ra
 logger = logging.getLogger(__name__)
 
 __all__ = ["PROTOCOLS", "junk_mask", "same_clothes_queries", "compute_protocol_ranks",
-           "evaluate_cloth_changing", "ClothChangingEvaluator"]
+           "chance_level", "evaluate_cloth_changing", "ClothChangingEvaluator"]
 
 PROTOCOLS = ("standard", "cloth_changing")
 
@@ -115,6 +115,28 @@ def compute_protocol_ranks(distmat, q_pids, g_pids, q_camids, g_camids, q_clothe
     return out
 
 
+def chance_level(junk: np.ndarray, same_pid: np.ndarray, queries: Optional[np.ndarray] = None
+                 ) -> Dict[str, float]:
+    """Expected Rank-1 and mAP (%) of a random ranking: per query with ``n`` true matches among
+    ``N`` gallery images left once its ``junk`` is removed, R1 = n / N and
+    AP = (H_N + (n - 1) / (N - 1) (N - H_N)) / N (H_N the harmonic number), averaged over the
+    (``queries``-selected) queries that have a true match."""
+    keep = ~junk
+    n = (same_pid & keep).sum(1).astype(np.float64)
+    big_n = keep.sum(1).astype(np.float64)
+    valid = n > 0
+    if queries is not None:
+        valid &= queries
+    if not valid.any():
+        return {"chance Rank-1": float("nan"), "chance mAP": float("nan")}
+    n, big_n = n[valid], big_n[valid]
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, junk.shape[1] + 1))])
+    h = harmonic[big_n.astype(np.int64)]
+    ratio = np.where(big_n > 1, (n - 1) / np.maximum(big_n - 1, 1), 1.0)
+    ap = (h + ratio * (big_n - h)) / big_n
+    return {"chance Rank-1": float(100 * np.mean(n / big_n)), "chance mAP": float(100 * np.mean(ap))}
+
+
 def _metrics(ranks: QueryRanks, max_rank: int) -> Dict[str, float]:
     cmc, aps, inps = ranks_to_metrics(ranks, max_rank)
     res = summarize(cmc, aps, inps)
@@ -135,7 +157,9 @@ def evaluate_cloth_changing(distmat, q_pids, g_pids, q_camids, g_camids, q_cloth
     subsets are reported when both are non-empty (PRCC)."""
     out = OrderedDict()
     std = compute_protocol_ranks(distmat, q_pids, g_pids, q_camids, g_camids)
-    out["standard"] = _metrics(std, max_rank)
+    same_pid = np.asarray(q_pids)[:, None] == np.asarray(g_pids)[None, :]
+    std_junk = junk_mask(q_pids, q_camids, None, g_pids, g_camids, None, "standard")
+    out["standard"] = {**_metrics(std, max_rank), **chance_level(std_junk, same_pid)}
     known = (q_clothes is not None and g_clothes is not None
              and all(c is not None for c in q_clothes) and all(c is not None for c in g_clothes))
     if not known:
@@ -143,11 +167,14 @@ def evaluate_cloth_changing(distmat, q_pids, g_pids, q_camids, g_camids, q_cloth
     cc = compute_protocol_ranks(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes,
                                 "cloth_changing")
     if cc.num_valid:
-        out["cloth_changing"] = _metrics(cc, max_rank)
+        cc_junk = junk_mask(q_pids, q_camids, q_clothes, g_pids, g_camids, g_clothes)
+        out["cloth_changing"] = {**_metrics(cc, max_rank), **chance_level(cc_junk, same_pid)}
     same = same_clothes_queries(q_pids, q_clothes, g_pids, g_clothes)
     if same.any() and (~same).any():
-        out["same_clothes"] = _metrics(_subset(std, same), max_rank)
-        out["changed_clothes"] = _metrics(_subset(std, ~same), max_rank)
+        out["same_clothes"] = {**_metrics(_subset(std, same), max_rank),
+                               **chance_level(std_junk, same_pid, same)}
+        out["changed_clothes"] = {**_metrics(_subset(std, ~same), max_rank),
+                                  **chance_level(std_junk, same_pid, ~same)}
     return out
 
 
@@ -218,6 +245,10 @@ class ClothChangingEvaluator(DatasetEvaluator):
                 "dataset whose items carry clothes ids, e.g. LTCC, PRCC, gives them.)",
                 f"{unknown} of the {len(clothes)} test images have no clothes label" if unknown
                 else "no query has a true match in other clothes")
+        for proto, vals in per.items():
+            logger.info("%s: Rank-1 %.2f (chance %.2f), mAP %.2f (chance %.2f), %d queries", proto,
+                        vals["Rank-1"], vals["chance Rank-1"], vals["mAP"], vals["chance mAP"],
+                        vals["num_queries"])
         results = OrderedDict()
         for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"):
             results[key] = per["standard"][key]
