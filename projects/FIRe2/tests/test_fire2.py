@@ -341,6 +341,28 @@ def test_entry_point_runs_as_a_module():
     assert "--config-file" in r.stdout
 
 
+def test_evaluator_reports_the_optional_protocols_and_refuses_negative_repeats(caplog):
+    """Issue 22 item 6: TEST.CLOTH_CHANGING.SAME_CLOTHES_ONLY and SINGLE_SHOT_REPEATS add their
+    entries; the chance level of each protocol is logged beside its result."""
+    from fire2.evaluation.cloth_changing import ClothChangingEvaluator
+    demo = os.path.join(REPO, "configs", "Demo", "fire2_demo.yml")
+    cfg = load_fire2_config(demo, ["TEST.CLOTH_CHANGING.SAME_CLOTHES_ONLY", "True",
+                                   "TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS", "3"])
+    paths = [f"{i}.jpg" for i in range(8)]
+    clothes = dict(zip(paths, ["a", "c", "a", "b", "c", "d", "a", "c"]))
+    ev = ClothChangingEvaluator(cfg, 2, clothes)
+    ev.process({"targets": torch.tensor([0, 1, 0, 0, 1, 1, 0, 1]), "camids": torch.arange(8),
+                "img_paths": paths}, torch.randn(8, 8))
+    with caplog.at_level("INFO", logger="fire2.evaluation.cloth_changing"):
+        res = ev.evaluate()
+    for key in ("same_clothes_only/Rank-1", "single_shot_standard/mAP", "cloth_changing/chance mAP",
+                "single_shot_cloth_changing/Rank-1"):
+        assert key in res, key
+    assert "cloth_changing: Rank-1" in caplog.text and "(chance " in caplog.text
+    with pytest.raises(ConfigError, match="SINGLE_SHOT_REPEATS must be >= 0"):
+        load_fire2_config(demo, ["TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS", "-1"])
+
+
 def test_cloth_changing_evaluator_says_why_it_has_no_clothes_metrics(caplog):
     """A set without clothes labels (e.g. an RGANet dataset) gets the standard metrics and a
     warning saying why there are no clothes-changing ones (issue 21, item 8)."""
