@@ -20,6 +20,12 @@ as LTCC is::
     ├── masks/<split>/<stem>.png     part labels (0 background .. 4 foot, 5 bag with BAGS_PERCENT)
     └── synthetic_manifest.json      parameters, the outfits of each identity, one record per image
 
+``IDENTITY_CUES`` 1 draws the **clothes-changing world**: the body cues are
+:func:`~.people.cue_body`'s (hair colour from 12 and style from 5, skin tone, head size, height,
+build and leg length, ranges wide enough to be seen at 64x32), from their own random stream, and
+nobody wears a hat; with ``BAGS_PERCENT`` 100 everyone carries their bag in every outfit. The
+default (0) draws exactly what it drew before.
+
 The clothes id of an image is ``<pid>_<outfit>`` (``001_1``), as LTCC loaders read it. Every test
 identity shows each of its outfits in the query and in the gallery, so both the standard and the
 clothes-changing protocol have true matches for every query. No occluders.
