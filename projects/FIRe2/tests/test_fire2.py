@@ -291,6 +291,32 @@ def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
     with open(tmp_path / "out" / "metrics.json") as f:
         logged = [json.loads(line) for line in f]
     assert any(m.get("fire2/ffm_num_classes") == found[0]["num_classes"] for m in logged)
+    with open(tmp_path / "out" / "best_evaluation.json") as f:  # the released code's rule
+        best = json.load(f)
+    key = next(k for k in best if k.endswith("cloth_changing/mAP"))
+    assert best[key] == {"value": pytest.approx(res["cloth_changing/mAP"]), "epoch": 0}
+
+
+def test_best_evaluation_keeps_each_metrics_own_maximum(tmp_path):
+    from fastreid.utils.events import EventStorage
+    from fire2.engine.hooks import BestEvaluationHook
+
+    class _T:
+        epoch = 0
+    hook = BestEvaluationHook(str(tmp_path))
+    hook.trainer = _T()
+    with EventStorage(0) as storage:
+        hook.trainer.storage = storage
+        for epoch, (r1, m, chance) in enumerate([(50.0, 30.0, 9.0), (60.0, 20.0, 9.0), (55.0, 25.0, 9.0)]):
+            hook.trainer.epoch = epoch
+            storage.iter = epoch
+            storage.put_scalars(**{"X/cloth_changing/Rank-1": r1, "X/cloth_changing/mAP": m,
+                                   "X/cloth_changing/chance mAP": chance}, smoothing_hint=False)
+            hook.after_epoch()
+        hook.after_train()
+    best = json.load(open(tmp_path / "best_evaluation.json"))
+    assert best == {"X/cloth_changing/Rank-1": {"value": 60.0, "epoch": 1},
+                    "X/cloth_changing/mAP": {"value": 30.0, "epoch": 0}}
 
 
 def test_fastreid_baseline_trains_through_fire2s_entry_point_with_the_cc_protocol(tmp_path):
