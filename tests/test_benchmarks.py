@@ -24,7 +24,7 @@ TINY_DATA = ["DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "4", "DATASETS.SYNTHETIC.NUM_TE
              "SOLVER.MAX_EPOCH", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1",
              "TEST.IMS_PER_BATCH", "16", "SOLVER.WARMUP_ITERS", "0"]
 
-# script -> (arguments; {tmp} is the test's folder), text its output must show
+# script -> (arguments; {tmp} is the test's folder), text (or texts) its output must show
 SMOKE = {
     "bench_evaluation.py": (["--num-query", "40", "--num-gallery", "200", "--repeat", "1",
                              "--topk", "10", "--chunk-size", "64"], "checks passed"),
@@ -52,13 +52,15 @@ SMOKE = {
                           "{tmp}/data", "MODEL.BACKBONE.CLIP.NAME", "RGANet-Tiny-ViT",
                           "MODEL.BACKBONE.PRETRAIN", "False", *TINY_DATA],
                          "| CLIP baseline (row 0) |"),
-    "fire2_ablation.py": (["--arms", "fire2", "--seeds", "0", "--jobs", "1", "--features",
+    # the clothes-changing world (one arm: the paired differences are tested by hand below)
+    "fire2_ablation.py": (["--world", "ccworld", "--arms", "fire2", "--seeds", "0",
+                           "--jobs", "1", "--features",
                            "--out", "{tmp}/fire2", "DATASETS.ROOT", "{tmp}/data",
                            "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
                            "DATASETS.SYNTHETIC.OUTFITS_PER_ID", "2",
                            "MODEL.FIRE2.FFM.START_EPOCH", "0",
                            "MODEL.FIRE2.TRIPLET_START_EPOCH", "0", *TINY_DATA],
-                          "Clothes dependence of the test features"),
+                          ("| chance (random ranking) |", "Clothes dependence of the test features")),
 }
 # scripts a test elsewhere runs end to end: script -> (test file, test function)
 ELSEWHERE = {
@@ -91,4 +93,20 @@ def test_benchmark_script_runs_on_a_tiny_input(script, tmp_path, monkeypatch, ca
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert expect in out, out[-3000:]
+    for text in (expect if isinstance(expect, tuple) else (expect,)):
+        assert text in out, out[-3000:]
+
+
+def test_fire2_ablation_paired_differences_by_hand():
+    """The paired differences fire2_ablation prints: per seed arm - baseline, mean and standard
+    error std(ddof=1) / sqrt(seeds)."""
+    sys.path.insert(0, BENCH)
+    try:
+        from fire2_ablation import paired_differences
+    finally:
+        sys.path.remove(BENCH)
+    rows = {"baseline": [{"m": 10.0}, {"m": 12.0}, {"m": 11.0}],
+            "fire2": [{"m": 13.0}, {"m": 13.0}, {"m": 15.0}]}  # differences 3, 1, 4
+    mean, se = paired_differences(rows, "m")["fire2"]
+    assert mean == pytest.approx(8 / 3) and se == pytest.approx(((7 / 3) ** 0.5) / 3 ** 0.5)
+    assert list(paired_differences(rows, "m")) == ["fire2"]

@@ -147,7 +147,7 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
                            images_per_id: int = 8, seed: int = 0, height: int = 256,
                            width: int = 128, bags_percent: int = 0, outfits_per_id: int = 0,
                            misaligned_percent: int = 0, partial_percent: int = 0,
-                           garment_pool: int = 0, overwrite: bool = False,
+                           garment_pool: int = 0, identity_cues: int = 0, overwrite: bool = False,
                            progress: bool = True) -> str:
     """Generate the synthetic dataset as ``<out_dir>/Occluded_Duke`` and return that folder.
 
@@ -164,11 +164,13 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
                               images_per_id=images_per_id, seed=seed, height=height, width=width,
                               bags_percent=bags_percent, outfits_per_id=outfits_per_id,
                               misaligned_percent=misaligned_percent,
-                              partial_percent=partial_percent, garment_pool=garment_pool)
-    if params["outfits_per_id"]:
-        raise ValueError("OUTFITS_PER_ID is for the cloth-changing set (dataset SyntheticLTCC); "
-                         "the occluded set (SyntheticOccludedDuke) has one outfit per identity, "
-                         f"got OUTFITS_PER_ID={params['outfits_per_id']}")
+                              partial_percent=partial_percent, garment_pool=garment_pool,
+                              identity_cues=identity_cues)
+    for key in ("outfits_per_id", "identity_cues"):
+        if params[key]:
+            raise ValueError(f"{key.upper()} is for the cloth-changing set (dataset SyntheticLTCC); the "
+                             "occluded set (SyntheticOccludedDuke) has one outfit per identity, got "
+                             f"{key.upper()}={params[key]}")
     bag_carriers([], params["bags_percent"], seed)  # range check before any work
     return generate_once(out_dir, DATASET_DIR, params, GENERATOR_VERSION,
                          lambda tmp: _write_dataset(tmp, params, progress),
