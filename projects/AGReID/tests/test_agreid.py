@@ -161,6 +161,11 @@ def test_label_command_bad_input_one_line(case, tmp_path, capsys):
     assert {"no_weights": "missing.safetensors", "random_clip": "PRETRAIN is False",
             "unknown_group": "hat_colour", "empty_set": "train"}[case] in lines[0]
     assert not out.exists()
+    if case == "empty_set":
+        from agreid.labels import label_items
+
+        with pytest.raises(ValueError, match="no training images to label"):
+            label_items(load_agreid_config(DEMO), [])
 
 
 def test_config_checks():
@@ -203,3 +208,29 @@ def test_tiny_training_and_test_features(tmp_path, capsys):
     model.train()
     res = trainer.train()
     assert 0 <= res["Rank-1"] <= 100
+
+
+def test_paired_difference_by_hand():
+    from rganet_analysis.compare import paired_difference
+
+    m, se = paired_difference([50.0, 54.0, 49.0], [48.0, 50.0, 48.0])  # differences 2, 4, 1
+    sd = math.sqrt(((2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2 + (1 - 7 / 3) ** 2) / 2)
+    assert m == pytest.approx(7 / 3) and se == pytest.approx(sd / math.sqrt(3))
+    assert math.isnan(paired_difference([1.0], [0.0])[1])
+    with pytest.raises(ValueError, match="as many"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_labels_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="agreid.tools label"):
+        read_labels(str(tmp_path / "none.json"), ["upper_colour"])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="is not JSON"):
+        read_labels(str(bad), ["upper_colour"])
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not an AG-ReID labels file"):
+        read_labels(str(bad), ["upper_colour"])
+    bad.write_text(json.dumps({"format": "agreid-labels/1", "groups": {"hair": ["long", "short"]}}))
+    with pytest.raises(ValueError, match=r"no labels for the group\(s\) \['upper_colour'\]"):
+        read_labels(str(bad), ["upper_colour", "hair"])

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""AG-ReID ablation on the embedded occluded default (SyntheticOccludedDuke, the person CLIP):
+global only, + attribute classification, + contrastive guidance, full AG-ReID, next to the
+plugin's CLIP baseline (RGANet's ablation row 0), over paired seeds; prints R1 / mAP / mINP
+(mean ± std) and the **paired differences** from the global-only arm (mean ± standard error over
+seeds; ``*`` where the difference exceeds twice its standard error).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/agreid_ablation.py             # 5 arms x 3 seeds
+    .venv/bin/python benchmarks/agreid_ablation.py --arms global full --seeds 0 1 2
+
+Each run is ``projects/AGReID/train_net.py --config-file configs/Demo/agreid_<arm>_demo.yml`` (the
+baseline: the plugin's ``configs/Demo/clip_baseline_demo.yml``) in its own process, one at a time
+by default, in ``logs/agreid_ablation/<arm>/seed<k>``, through ``rganet_analysis.compare.sweep``
+(AG-ReID's entry point ``agreid.tools``): finished runs are read back, half-done ones resume.
+A second table gives the pseudo-labels the arms trained on (``agreid_labels_report.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from rganet_analysis.compare import mean_std, paired_difference, sweep  # noqa: E402
+from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))  # the agreid package
+AGREID_NET = "agreid.tools"
+OUT = os.path.join(ROOT, "logs", "agreid_ablation")
+
+ARMS = {"baseline": ("configs/Demo/clip_baseline_demo.yml", None),
+        "global": ("configs/Demo/agreid_global_demo.yml", AGREID_NET),
+        "attr": ("configs/Demo/agreid_attr_demo.yml", AGREID_NET),
+        "contrast": ("configs/Demo/agreid_contrast_demo.yml", AGREID_NET),
+        "full": ("configs/Demo/agreid_demo.yml", AGREID_NET)}
+NAMES = {"baseline": "CLIP baseline (RGANet row 0)", "global": "AG-ReID global only",
+         "attr": "+ attribute classification", "contrast": "+ contrastive guidance",
+         "full": "AG-ReID (attribute CE + contrast)"}
+METRICS = ("Rank-1", "mAP", "mINP")
+
+
+def _cell(values, digits=1):
+    m, s = mean_std(list(values))
+    return f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _diff(a, b):
+    m, se = paired_difference(a, b)
+    if np.isnan(se):
+        return f"{m:+.1f}"
+    return f"{m:+.1f} ± {se:.1f}" + (" *" if abs(m) > 2 * se else "")
+
+
+def labels_report(run_dir: str):
+    path = os.path.join(run_dir, "agreid_labels_report.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["report"]
+
+
+def run_all(arms, seeds, opts, jobs: int, out: str = OUT):
+    """``{arm: [result of seed s, ...]}`` for every arm and seed, trained or read back."""
+    res = sweep([os.path.join(ROOT, ARMS[a][0]) for a in arms], seeds, out, opts, names=arms,
+                jobs=jobs, train_nets=[ARMS[a][1] for a in arms])
+    rows = {}
+    for arm in arms:
+        runs = res[arm]["runs"]
+        missing = [s for s in seeds if s not in runs]
+        if missing:
+            raise RuntimeError(f"{arm}: seeds {missing} gave no result")
+        rows[arm] = [runs[s] for s in seeds]
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--reference", default="global", choices=list(ARMS),
+                    help="the arm the paired differences are taken from")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    ap.add_argument("--out", default=OUT, help="where the runs are (and are reused from)")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
+    args = ap.parse_args()
+    rows = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out)
+    print(f"\nAG-ReID ablation on SyntheticOccludedDuke (configs/Demo/agreid_*_demo.yml), seeds "
+          f"{args.seeds}; {os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
+    print("| arm | " + " | ".join(f"{m} (%)" for m in METRICS) + " | training (min) |")
+    print("|" + "---|" * (len(METRICS) + 2))
+    for arm, runs in rows.items():
+        cells = [_cell(r[m] for r in runs) for m in METRICS]
+        print(f"| {NAMES[arm]} | " + " | ".join(cells) + f" | {_cell(r['minutes'] for r in runs)} |")
+    ref = args.reference
+    if ref in rows:
+        print(f"\nPaired differences from '{NAMES[ref]}' (mean ± standard error over the "
+              f"{len(args.seeds)} seeds; * beyond 2 SE)\n")
+        print("| arm | " + " | ".join(f"Δ {m}" for m in METRICS) + " | per-seed Δ Rank-1 |")
+        print("|" + "---|" * (len(METRICS) + 2))
+        for arm, runs in rows.items():
+            if arm == ref:
+                continue
+            cells = [_diff([r[m] for r in runs], [r[m] for r in rows[ref]]) for m in METRICS]
+            per_seed = ", ".join(f"{a[METRICS[0]] - b[METRICS[0]]:+.1f}" for a, b in zip(runs, rows[ref]))
+            print(f"| {NAMES[arm]} | " + " | ".join(cells) + f" | {per_seed} |")
+    reports = {arm: labels_report(os.path.join(args.out, arm, f"seed{args.seeds[0]}"))
+               for arm in rows}
+    reports = {a: r for a, r in reports.items() if r}
+    if reports:
+        arm, rep = next(iter(reports.items()))
+        print(f"\nPseudo-labels the arms trained on (seed {args.seeds[0]}, against the generator's "
+              "truth)\n")
+        print("| group | accuracy (all) | coverage | accuracy (kept) | majority value |")
+        print("|---|---|---|---|---|")
+        for g, r in rep.items():
+            print(f"| {g} | {r['accuracy']:.3f} | {r['coverage']:.3f} | "
+                  f"{r['accepted_accuracy']:.3f} | {r['majority']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
