@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastreid.utils.checkpoint import Checkpointer
-
 from rganet_plugin.tools import train as plugin_train
 
 from .config import load_agreid_config
@@ -33,16 +31,8 @@ def setup(args):
 
 
 def run(args):
-    cfg = setup(args)
-    if args.eval_only:
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        model = AGReIDTrainer.build_model(cfg)
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-        return AGReIDTrainer.test(cfg, model)
-    trainer = AGReIDTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """The plugin's run (stages, checked checkpoint for ``--eval-only``) with AG-ReID's trainer."""
+    return plugin_train.run(args, trainer=AGReIDTrainer, configure=setup)
 
 
 def label_main(argv) -> int:

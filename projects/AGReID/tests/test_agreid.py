@@ -208,6 +208,11 @@ def test_tiny_training_and_test_features(tmp_path, capsys):
     model.train()
     res = trainer.train()
     assert 0 <= res["Rank-1"] <= 100
+    # --eval-only through the entry point (the plugin's run, AG-ReID's trainer) gives the same
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    assert main(["--config-file", DEMO, "--eval-only", "MODEL.WEIGHTS", final,
+                 *tiny_opts(tmp_path, OUTPUT_DIR=str(tmp_path / "eval"))]) == 0
+    assert f"{res['Rank-1']:.2f}" in capsys.readouterr().out
 
 
 def test_paired_difference_by_hand():

@@ -52,16 +52,7 @@ def attribute_pool(fmap: torch.Tensor, queries: torch.Tensor, gamma: float) -> t
     return torch.einsum("bgn,bdn->bgd", attn, fmap.flatten(2))
 
 
-def _register(cls):
-    obj_map = getattr(META_ARCH_REGISTRY, "_obj_map", {})
-    if cls.__name__ in obj_map:  # re-import (tests, reloads): replace our own class
-        obj_map[cls.__name__] = cls
-        return cls
-    META_ARCH_REGISTRY.register(cls)
-    return cls
-
-
-@_register
+@META_ARCH_REGISTRY.register()
 class AGReID(RGANet):
     @configurable
     def __init__(self, *, groups: Sequence[str], texts: List[torch.Tensor], pool_gamma: float,
