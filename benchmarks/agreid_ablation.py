@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from rganet_analysis.compare import mean_std, paired_difference, sweep  # noqa: E402
+from rganet_analysis.compare import markdown_table, paired_difference, sweep  # noqa: E402
 from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))  # the agreid package
@@ -41,11 +41,6 @@ NAMES = {"baseline": "CLIP baseline (RGANet row 0)", "global": "AG-ReID global o
          "attr": "+ attribute classification", "contrast": "+ contrastive guidance",
          "full": "AG-ReID (attribute CE + contrast)"}
 METRICS = ("Rank-1", "mAP", "mINP")
-
-
-def _cell(values, digits=1):
-    m, s = mean_std(list(values))
-    return f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def _diff(a, b):
@@ -74,7 +69,7 @@ def run_all(arms, seeds, opts, jobs: int, out: str = OUT):
         if missing:
             raise RuntimeError(f"{arm}: seeds {missing} gave no result")
         rows[arm] = [runs[s] for s in seeds]
-    return rows
+    return rows, res
 
 
 def main():
@@ -87,14 +82,10 @@ def main():
     ap.add_argument("--out", default=OUT, help="where the runs are (and are reused from)")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = ap.parse_args()
-    rows = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out)
+    rows, res = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out)
     print(f"\nAG-ReID ablation on SyntheticOccludedDuke (configs/Demo/agreid_*_demo.yml), seeds "
           f"{args.seeds}; {os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
-    print("| arm | " + " | ".join(f"{m} (%)" for m in METRICS) + " | training (min) |")
-    print("|" + "---|" * (len(METRICS) + 2))
-    for arm, runs in rows.items():
-        cells = [_cell(r[m] for r in runs) for m in METRICS]
-        print(f"| {NAMES[arm]} | " + " | ".join(cells) + f" | {_cell(r['minutes'] for r in runs)} |")
+    print(markdown_table({NAMES[a]: res[a] for a in args.arms}, args.seeds))  # compare's table
     ref = args.reference
     if ref in rows:
         print(f"\nPaired differences from '{NAMES[ref]}' (mean ± standard error over the "
