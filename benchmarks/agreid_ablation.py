@@ -58,6 +58,49 @@ def labels_report(run_dir: str):
         return json.load(f)["report"]
 
 
+def diagnose(run_dir: str) -> dict:
+    """What a trained AG-ReID run's attribute branch gives on the test set, from its
+    ``model_final.pth``: R1 / mAP of the same model ranked by the global feature alone
+    (``TEST.AGREID.FEATURE global``), by the default concatenation and by the attribute features
+    alone (lambda -> infinity), and the accuracy of its attribute classifiers on the test images
+    against the generator's truth (``-`` where the run trained no classifier)."""
+    import torch
+    from fastreid.utils.checkpoint import Checkpointer
+
+    from agreid.config import load_agreid_config
+    from agreid.engine import AGReIDTrainer
+    from agreid.labels import truth_of
+    from agreid.vocabulary import group_values
+
+    out = {}
+    for name, feature, lam in (("global", "global", 0.5), ("concat", "concat", None),
+                               ("attributes", "concat", 1e6)):
+        cfg = load_agreid_config(os.path.join(run_dir, "config.yaml"))
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        cfg.TEST.AGREID.FEATURE = feature
+        if lam is not None:
+            cfg.TEST.AGREID.ATTR_WEIGHT = lam
+        model = AGReIDTrainer.build_model(cfg)
+        Checkpointer(model).load(os.path.join(run_dir, "model_final.pth"))
+        res = AGReIDTrainer.test(cfg, model)
+        out[name] = (res["Rank-1"], res["mAP"])
+    if model.weights["attr"] > 0:
+        loader, _ = AGReIDTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+        truth = truth_of([it[0] for it in loader.dataset.img_items])
+        preds = {g: [] for g in model.groups}
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                fmap, _ = model.extract(model.preprocess_image(batch))
+                attr = model.attribute_features(fmap)
+                for g, name in enumerate(model.groups):
+                    logits = model.attr_cls[g](model.attr_bn[g](attr[:, g]))
+                    preds[name] += logits.argmax(1).tolist()
+        out["attr_acc"] = {g: float(np.mean([group_values(g)[p] == t[g] for p, t in zip(v, truth)]))
+                           for g, v in preds.items()}
+    return out
+
+
 def run_all(arms, seeds, opts, jobs: int, out: str = OUT):
     """``{arm: [result of seed s, ...]}`` for every arm and seed, trained or read back."""
     res = sweep([os.path.join(ROOT, ARMS[a][0]) for a in arms], seeds, out, opts, names=arms,
@@ -78,6 +121,9 @@ def main():
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--reference", default="global", choices=list(ARMS),
                     help="the arm the paired differences are taken from")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also evaluate each trained AG-ReID model by its global / attribute "
+                         "features and score its attribute classifiers against the truth")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--out", default=OUT, help="where the runs are (and are reused from)")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
@@ -98,6 +144,23 @@ def main():
             cells = [_diff([r[m] for r in runs], [r[m] for r in rows[ref]]) for m in METRICS]
             per_seed = ", ".join(f"{a[METRICS[0]] - b[METRICS[0]]:+.1f}" for a, b in zip(runs, rows[ref]))
             print(f"| {NAMES[arm]} | " + " | ".join(cells) + f" | {per_seed} |")
+    if args.diagnose:
+        print("\nThe trained models' test features and attribute classifiers (seed mean; R1 / mAP by "
+              "the global feature alone, the concatenation, the attribute features alone; "
+              "classifier accuracy on the test images against the generator's truth)\n")
+        print("| arm | global R1 / mAP | concat R1 / mAP | attributes R1 / mAP | attribute accuracy |")
+        print("|---|---|---|---|---|")
+        for arm in rows:
+            if arm in ("baseline", "global"):
+                continue
+            ds = [diagnose(os.path.join(args.out, arm, f"seed{s}")) for s in args.seeds]
+            cells = [" / ".join(f"{np.mean([d[k][i] for d in ds]):.1f}" for i in (0, 1))
+                     for k in ("global", "concat", "attributes")]
+            acc = "-"
+            if "attr_acc" in ds[0]:
+                acc = ", ".join(f"{g} {np.mean([d['attr_acc'][g] for d in ds]):.2f}"
+                                for g in ds[0]["attr_acc"])
+            print(f"| {NAMES[arm]} | " + " | ".join(cells) + f" | {acc} |")
     reports = {arm: labels_report(os.path.join(args.out, arm, f"seed{args.seeds[0]}"))
                for arm in rows}
     reports = {a: r for a, r in reports.items() if r}

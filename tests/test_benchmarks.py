@@ -51,10 +51,10 @@ SMOKE = {
                            "MODEL.FIRE2.FFM.START_EPOCH", "0",
                            "MODEL.FIRE2.TRIPLET_START_EPOCH", "0", *TINY_DATA],
                           "Clothes dependence of the test features"),
-    "agreid_ablation.py": (["--arms", "full", "--seeds", "0", "--out", "{tmp}/agreid",
+    "agreid_ablation.py": (["--arms", "full", "--seeds", "0", "--diagnose", "--out", "{tmp}/agreid",
                             "DATASETS.ROOT", "{tmp}/data", "MODEL.BACKBONE.PRETRAIN_PATH",
                             os.path.join(ROOT, "weights", "RGANet-Person-ViT.safetensors"),
-                            *TINY_DATA], "Pseudo-labels the arms trained on"),
+                            *TINY_DATA], "attributes R1 / mAP"),
 }
 # scripts a test elsewhere runs end to end: script -> (test file, test function)
 ELSEWHERE = {
