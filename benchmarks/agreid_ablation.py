@@ -58,9 +58,30 @@ def labels_report(run_dir: str):
         return json.load(f)["report"]
 
 
+def _global_cosines(model, cfg):
+    """Mean cosine of the global (BN) test features between images of the same identity and of
+    different identities: how spread out the identities are."""
+    import torch
+    import torch.nn.functional as F
+
+    from agreid.engine import AGReIDTrainer
+
+    loader, _ = AGReIDTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+    model.eval()
+    with torch.no_grad():
+        f = F.normalize(torch.cat([model.heads(model.extract(model.preprocess_image(b))[1])
+                                   for b in loader]), dim=1)
+    pids = np.array([it[1] for it in loader.dataset.img_items])
+    sim = (f @ f.t()).numpy()
+    same = pids[:, None] == pids[None, :]
+    off = ~np.eye(len(pids), dtype=bool)
+    return float(sim[same & off].mean()), float(sim[~same].mean())
+
+
 def diagnose(run_dir: str) -> dict:
-    """What a trained AG-ReID run's attribute branch gives on the test set, from its
-    ``model_final.pth``: R1 / mAP of the same model ranked by the global feature alone
+    """What a trained AG-ReID run gives on the test set, from its ``model_final.pth``: the mean
+    cosine of its global features within and between identities, and (a run that trained the
+    attribute branch) R1 / mAP of the same model ranked by the global feature alone
     (``TEST.AGREID.FEATURE global``), by the default concatenation and by the attribute features
     alone (lambda -> infinity), and the accuracy of its attribute classifiers on the test images
     against the generator's truth (``-`` where the run trained no classifier)."""
@@ -73,8 +94,12 @@ def diagnose(run_dir: str) -> dict:
     from agreid.vocabulary import group_values
 
     out = {}
-    for name, feature, lam in (("global", "global", 0.5), ("concat", "concat", None),
-                               ("attributes", "concat", 1e6)):
+    variants = (("global", "global", 0.5), ("concat", "concat", None), ("attributes", "concat", 1e6))
+    cfg = load_agreid_config(os.path.join(run_dir, "config.yaml"))
+    if not any(w > 0 for w in (cfg.MODEL.AGREID.ATTR_CE.WEIGHT, cfg.MODEL.AGREID.CONTRAST.
+                                IMAGE_TEXT_WEIGHT, cfg.MODEL.AGREID.CONTRAST.GLOBAL_TEXT_WEIGHT)):
+        variants = variants[:1]  # global only: no attribute branch was trained
+    for name, feature, lam in variants:
         cfg = load_agreid_config(os.path.join(run_dir, "config.yaml"))
         cfg.MODEL.BACKBONE.PRETRAIN = False
         cfg.TEST.AGREID.FEATURE = feature
@@ -84,6 +109,8 @@ def diagnose(run_dir: str) -> dict:
         Checkpointer(model).load(os.path.join(run_dir, "model_final.pth"))
         res = AGReIDTrainer.test(cfg, model)
         out[name] = (res["Rank-1"], res["mAP"])
+        if name == "global":
+            out["cos"] = _global_cosines(model, cfg)
     if model.weights["attr"] > 0:
         loader, _ = AGReIDTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
         truth = truth_of([it[0] for it in loader.dataset.img_items])
@@ -148,14 +175,16 @@ def main():
         print("\nThe trained models' test features and attribute classifiers (seed mean; R1 / mAP by "
               "the global feature alone, the concatenation, the attribute features alone; "
               "classifier accuracy on the test images against the generator's truth)\n")
-        print("| arm | global R1 / mAP | concat R1 / mAP | attributes R1 / mAP | attribute accuracy |")
-        print("|---|---|---|---|---|")
+        print("| arm | global R1 / mAP | concat R1 / mAP | attributes R1 / mAP | global cos same id / "
+              "other ids | attribute accuracy |")
+        print("|---|---|---|---|---|---|")
         for arm in rows:
-            if arm in ("baseline", "global"):
+            if arm == "baseline":
                 continue
             ds = [diagnose(os.path.join(args.out, arm, f"seed{s}")) for s in args.seeds]
             cells = [" / ".join(f"{np.mean([d[k][i] for d in ds]):.1f}" for i in (0, 1))
-                     for k in ("global", "concat", "attributes")]
+                     if k in ds[0] else "-" for k in ("global", "concat", "attributes")]
+            cells.append(" / ".join(f"{np.mean([d['cos'][i] for d in ds]):.3f}" for i in (0, 1)))
             acc = "-"
             if "attr_acc" in ds[0]:
                 acc = ", ".join(f"{g} {np.mean([d['attr_acc'][g] for d in ds]):.2f}"
