@@ -7,9 +7,9 @@ For every training image and every attribute group (:mod:`agreid.vocabulary`):
    the group's body part usually is (``band``, :data:`BANDS`);
 2. per value, the text feature: the normalised mean over its prompts (``ENSEMBLE: mean``) or its
    first prompt (``first``);
-3. probabilities: softmax over the group's values of the CLIP's logit scale times the cosine;
-4. centring (``CENTER``): each value's mean cosine over the training set is subtracted
-   before the softmax (a prompt's prior, whatever the image; estimated without labels);
+3. centring (``CENTER``): each value's mean cosine over the training set is subtracted (a
+   prompt's prior, whatever the image; estimated without labels);
+4. probabilities: softmax over the group's values of the CLIP's logit scale times the cosine;
 5. voting (``VOTING``): ``image`` keeps each image's argmax; ``identity`` averages the
    probabilities over the identity's training images (identities are known in supervised ReID)
    and gives all of them the argmax;
@@ -105,7 +105,7 @@ def _clip_models(cfg):
     model = clip_model_from_cfg(cfg, choice.image).eval()
     name = cfg.MODEL.BACKBONE.CLIP.NAME
     backbone = CLIPViTBackbone(model, name, image_size=tuple(cfg.INPUT.SIZE_TEST)).eval()
-    scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
+    scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 100.0
     return backbone, CLIPTextTower(model, name), scale
 
 
