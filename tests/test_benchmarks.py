@@ -1,7 +1,7 @@
 """Every script in benchmarks/ is imported and run on a tiny input (trap 7 of issue 20:
 ``bench_evaluation.py`` stopped importing when ``UnpackedFeatures`` was removed, and nothing in the
 suite noticed). A script is run as its command line runs it (``__main__``, its own argument
-parser), in this process so the imports are paid once; the two ablations train one tiny run each
+parser), in this process so the imports are paid once; the ablations train one tiny run each
 in its own process, as they always do. A new script must get a tiny run here (or name the test
 that runs it): the first test fails otherwise."""
 import ast
@@ -61,6 +61,10 @@ SMOKE = {
                            "MODEL.FIRE2.FFM.START_EPOCH", "0",
                            "MODEL.FIRE2.TRIPLET_START_EPOCH", "0", *TINY_DATA],
                           ("| chance (random ranking) |", "Clothes dependence of the test features")),
+    "agreid_ablation.py": (["--arms", "full", "--seeds", "0", "--diagnose", "--out", "{tmp}/agreid",
+                            "DATASETS.ROOT", "{tmp}/data", "MODEL.BACKBONE.PRETRAIN_PATH",
+                            os.path.join(ROOT, "weights", "RGANet-Person-ViT.safetensors"),
+                            *TINY_DATA], "attributes R1 / mAP"),
 }
 # scripts a test elsewhere runs end to end: script -> (test file, test function)
 ELSEWHERE = {

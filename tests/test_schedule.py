@@ -247,8 +247,11 @@ def test_shipped_configs_run_as_written():
     """Every config of the repository passes the start-up check without a warning."""
     import glob
 
+    sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))
+    from agreid.config import load_agreid_config
+
     for f in sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True)):
-        cfg = _cfg(file=f)
+        cfg = load_agreid_config(f) if os.path.basename(f).startswith("agreid") else _cfg(file=f)
         check_stage_schedules(cfg)
         assert check_schedule(cfg) == [], f
 
@@ -280,7 +283,10 @@ def test_every_trainer_of_the_project_uses_the_checked_schedule():
 
     from rganet_plugin.engine import RGANetTrainer
 
-    for trainer in (RGANetTrainer, FIRe2Trainer):
+    sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))
+    from agreid.engine import AGReIDTrainer
+
+    for trainer in (RGANetTrainer, FIRe2Trainer, AGReIDTrainer):
         assert issubclass(trainer, ScheduleMixin)
         assert trainer.build_lr_scheduler.__func__ is ScheduleMixin.build_lr_scheduler.__func__
         assert trainer.train is not DefaultTrainer.train

@@ -17,7 +17,7 @@ parameters (and numpy / Pillow builds).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set, Tuple
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,7 @@ from .scenes import _camera
 from .writer import progress_bar, save_mask, write_manifest
 
 __all__ = ["OCCLUSION_RATIOS", "DATASET_DIR", "SPLIT_DIRS", "NUM_CAMERAS", "JPEG_QUALITY",
-           "generate_occluded_duke", "ensure_synthetic_occluded_duke"]
+           "identities", "generate_occluded_duke", "ensure_synthetic_occluded_duke"]
 
 #: Fraction of occluded images per split, as in Occluded-DukeMTMC.
 OCCLUSION_RATIOS = {"train": 0.09, "query": 1.0, "gallery": 0.10}
@@ -90,6 +90,20 @@ def _plan(params) -> List[Dict[str, Any]]:
 
 
 
+def identities(params: Dict[str, int], pids) -> Tuple[Dict[int, Dict[str, Any]], Set[int]]:
+    """The appearance of every identity in ``pids`` (``{pid: attributes}``, as
+    :func:`.people._identity` draws them, garments shared and bags given as ``params`` say) and
+    the set of bag carriers: what the generator drew, for the dataset and for anyone who
+    measures against it (AG-ReID's pseudo-label accuracy)."""
+    seed = params["seed"]
+    idents = {pid: _identity(np.random.default_rng([seed, 1, pid])) for pid in sorted(pids)}
+    share_garments(idents, params.get("garment_pool", 0), seed)
+    carriers = bag_carriers(idents, params.get("bags_percent", 0), seed)
+    for pid in carriers:
+        idents[pid]["bag"] = bag_for(seed, pid)
+    return idents, carriers
+
+
 def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> Dict[str, Any]:
     h, w, seed = params["height"], params["width"], params["seed"]
     plan = _plan(params)
@@ -98,13 +112,8 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         os.makedirs(os.path.join(dataset_dir, d), exist_ok=True)
     for d in SPLIT_DIRS.values():
         os.makedirs(os.path.join(dataset_dir, "masks", d), exist_ok=True)
-    idents = {pid: _identity(np.random.default_rng([seed, 1, pid]))
-              for pid in sorted({p["pid"] for p in plan})}
-    share_garments(idents, params.get("garment_pool", 0), seed)
+    idents, carriers = identities(params, {p["pid"] for p in plan})
     with_bags = params.get("bags_percent", 0) > 0
-    carriers = bag_carriers(idents, params.get("bags_percent", 0), seed)
-    for pid in carriers:
-        idents[pid]["bag"] = bag_for(seed, pid)
     num_parts = 5 if with_bags else 4
     misaligned_world = bool(params.get("misaligned_percent", 0) or params.get("partial_percent", 0))
     cams = {c: _camera(np.random.default_rng([seed, 2, c]), h, w) for c in range(1, NUM_CAMERAS + 1)}
