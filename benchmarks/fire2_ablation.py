@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""FIRe² ablation on the embedded cloth-changing default (SyntheticLTCC): baseline, + FFM, + FAR,
-FIRe² (both), over seeds; prints a markdown table (mean ± std) of the standard and the
-clothes-changing protocol.
+"""FIRe² ablation on the generated cloth-changing set (SyntheticLTCC): baseline, + FFM, + FAR,
+FIRe² (both), over paired seeds; prints a markdown table (mean ± std) of the standard and the
+clothes-changing protocol with the chance level (random ranking), and the paired differences
+against the baseline (mean ± standard error). ``--world ccworld``: the world whose identities keep
+cues across outfits (``DATASETS.SYNTHETIC.IDENTITY_CUES 1``, 360 clothes-changing queries).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fire2_ablation.py            # 4 arms x 3 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fire2_ablation.py --world ccworld --jobs 1 --features
     .venv/bin/python benchmarks/fire2_ablation.py --arms baseline fire2 --seeds 0 --jobs 1
 
 Each run is ``projects/FIRe2/train_net.py --config-file configs/Demo/fire2_<arm>_demo.yml`` in its
@@ -36,6 +39,13 @@ OUT = os.path.join(ROOT, "logs", "fire2_ablation")
 
 ARMS = {"baseline": "configs/Demo/fire2_baseline_demo.yml", "ffm": "configs/Demo/fire2_ffm_demo.yml",
         "far": "configs/Demo/fire2_far_demo.yml", "fire2": "configs/Demo/fire2_demo.yml"}
+#: ``--world``: the configs of each arm (``demo``: the default generated world; ``ccworld``: the
+#: world whose identities keep cues across outfits, configs/Demo/fire2_*ccworld.yml)
+WORLDS = {"demo": ARMS,
+          "ccworld": {"baseline": "configs/Demo/fire2_baseline_ccworld.yml",
+                      "ffm": "configs/Demo/fire2_ffm_ccworld.yml",
+                      "far": "configs/Demo/fire2_far_ccworld.yml",
+                      "fire2": "configs/Demo/fire2_ccworld.yml"}}
 NAMES = {"baseline": "baseline (max+avg pool, BNNeck, CE + triplet)", "ffm": "+ FFM", "far": "+ FAR",
          "fire2": "FIRe² (+ FFM + FAR)"}
 KEYS = [("standard", "Rank-1"), ("standard", "mAP"), ("cloth_changing", "Rank-1"),
@@ -118,10 +128,24 @@ FEATURE_KEYS = [("same_outfit", "cos same id, same outfit"), ("other_outfit", "c
                 ("test_ari", "test ARI (outfits)")]
 
 
-def run_all(arms, seeds, opts, jobs: int, out: str = OUT) -> dict:
+def paired_differences(rows: dict, key: str, base: str = "baseline") -> dict:
+    """``{arm: (mean, standard error)}`` of ``arm - base`` in ``key`` over the seeds both ran
+    (the same seed: the same data, initialisation and batches up to the arm's own losses);
+    the standard error is std(ddof=1) / sqrt(seeds) (NaN with one seed)."""
+    out = {}
+    for arm, runs in rows.items():
+        if arm == base or base not in rows:
+            continue
+        d = np.array([a[key] - b[key] for a, b in zip(runs, rows[base])], float)
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        out[arm] = (float(d.mean()), float(se))
+    return out
+
+
+def run_all(arms, seeds, opts, jobs: int, out: str = OUT, world: str = "demo") -> dict:
     """``{arm: [metrics of seed s, ...]}``: every arm x seed trained (or read back) by compare's
     sweep with FIRe²'s entry point; each run's metrics with what FFM's last clustering found."""
-    res = sweep([os.path.join(ROOT, ARMS[a]) for a in arms], seeds, out, opts, names=arms,
+    res = sweep([os.path.join(ROOT, WORLDS[world][a]) for a in arms], seeds, out, opts, names=arms,
                 jobs=jobs, train_nets=[FIRE2_NET])
     rows = {}
     for arm in arms:
@@ -140,18 +164,42 @@ def main():
     ap.add_argument("--features", action="store_true",
                     help="also measure the clothes dependence of each run's test features")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    ap.add_argument("--out", default=OUT, help="where the runs are (and are reused from)")
+    ap.add_argument("--world", default="demo", choices=list(WORLDS),
+                    help="demo: the default generated world; ccworld: identities keep cues "
+                         "across outfits (configs/Demo/fire2_*ccworld.yml)")
+    ap.add_argument("--out", default=None, help="where the runs are (and are reused from); "
+                    "default logs/fire2_ablation (demo) or logs/fire2_ablation_ccworld")
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = ap.parse_args()
-    rows = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out)
-    print(f"\nFIRe² ablation on SyntheticLTCC (configs/Demo/fire2_*_demo.yml), seeds {args.seeds}; "
-          f"{os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
+    if args.out is None:
+        args.out = OUT if args.world == "demo" else f"{OUT}_{args.world}"
+    rows = run_all(args.arms, args.seeds, args.opts, args.jobs, args.out, args.world)
+    print(f"\nFIRe² ablation on SyntheticLTCC ({', '.join(WORLDS[args.world][a] for a in args.arms)}), "
+          f"seeds {args.seeds}; {os.cpu_count()} x {cpu_model()}, load {load_average()}\n")
     head = "| arm | " + " | ".join(f"{p} {m}" for p, m in KEYS) + " |"
     print(head)
     print("|" + "---|" * (len(KEYS) + 1))
     for arm, runs in rows.items():
         cells = [_cell([r[f"{p}/{m}"] for r in runs]) for p, m in KEYS]
         print(f"| {NAMES[arm]} | " + " | ".join(cells) + " |")
+    first = next(iter(rows.values()))[0]
+    chance = [f"{p} {m} {first[f'{p}/chance {m}']:.2f}" for p, m in KEYS if f"{p}/chance {m}" in first]
+    if chance:
+        print(f"| chance (random ranking) | " + " | ".join(
+            f"{first[f'{p}/chance {m}']:.1f}" if f"{p}/chance {m}" in first else "" for p, m in KEYS)
+              + " |")
+        print(f"\n{int(first.get('cloth_changing/num_queries', 0))} clothes-changing queries; "
+              f"chance level: {', '.join(chance)}")
+    if "baseline" in rows and len(rows) > 1:
+        print(f"\nPaired differences against the baseline (same seed), mean ± standard error over "
+              f"{len(args.seeds)} seeds\n")
+        print("| arm - baseline | " + " | ".join(f"{p} {m}" for p, m in KEYS) + " |")
+        print("|" + "---|" * (len(KEYS) + 1))
+        diffs = {k: paired_differences(rows, f"{k[0]}/{k[1]}") for k in KEYS}
+        for arm in rows:
+            if arm != "baseline":
+                print(f"| {arm} - baseline | " + " | ".join(
+                    "{:+.1f} ± {:.1f}".format(*diffs[k][arm]) for k in KEYS) + " |")
     found = {arm: [r["ffm"] for r in runs] for arm, runs in rows.items()
              if runs and all(r["ffm"] for r in runs)}
     if found:

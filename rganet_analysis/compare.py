@@ -436,6 +436,17 @@ def mean_std(values: Sequence[float]):
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float]):
+    """Mean and standard error of the per-seed differences ``a[i] - b[i]`` (runs paired by
+    seed: same data, same seed, one setting changed); the standard error is the sample std of the
+    differences over ``sqrt(n)`` (``nan`` for one pair)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired runs need as many values on each side, got {len(a)} and {len(b)}")
+    d = [x - y for x, y in zip(a, b)]
+    m, s = mean_std(d)
+    return m, s / math.sqrt(len(d)) if len(d) > 1 else math.nan
+
+
 def _fmt(values: Sequence[float], digits: int = 1) -> str:
     m, s = mean_std(values)
     if math.isnan(m):

@@ -76,8 +76,9 @@ def test_test_only_configs_train_exactly_like_market1501(bench, variant):
 def test_each_dataset_folder_names_its_datasets_once():
     """The method files of a dataset folder inherit its datasets (Base-<Dataset>.yml, or the file
     the others build on; the test-only sets inherit Market-1501's files and change only the
-    test set). fast-reid's recipes are the exception: like upstream's per-dataset files, each
-    sits on its recipe base (../FastReID/Base-*.yml) and names its datasets itself."""
+    test set). Recipes on a base of their own are the exception: fast-reid's (like upstream's
+    per-dataset files, on ../FastReID/Base-*.yml) and FIRe²'s (a ResNet recipe, on
+    ../Base-FIRe2.yml) name their datasets themselves."""
     import glob
 
     folders = sorted({os.path.dirname(p) for p in
@@ -89,7 +90,7 @@ def test_each_dataset_folder_names_its_datasets_once():
         writers = []
         for path in sorted(glob.glob(os.path.join(folder, "*.yml"))):
             text = open(path).read()
-            if "_BASE_: ../FastReID/" in text:
+            if "_BASE_: ../FastReID/" in text or "_BASE_: ../Base-FIRe2.yml" in text:
                 continue
             if "NAMES:" in text:
                 writers.append(os.path.basename(path))

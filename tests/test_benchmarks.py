@@ -1,7 +1,7 @@
 """Every script in benchmarks/ is imported and run on a tiny input (trap 7 of issue 20:
 ``bench_evaluation.py`` stopped importing when ``UnpackedFeatures`` was removed, and nothing in the
 suite noticed). A script is run as its command line runs it (``__main__``, its own argument
-parser), in this process so the imports are paid once; the two ablations train one tiny run each
+parser), in this process so the imports are paid once; the ablations train one tiny run each
 in its own process, as they always do. A new script must get a tiny run here (or name the test
 that runs it): the first test fails otherwise."""
 import ast
@@ -24,10 +24,12 @@ TINY_DATA = ["DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "4", "DATASETS.SYNTHETIC.NUM_TE
              "SOLVER.MAX_EPOCH", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1",
              "TEST.IMS_PER_BATCH", "16", "SOLVER.WARMUP_ITERS", "0"]
 
-# script -> (arguments; {tmp} is the test's folder), text its output must show
+# script -> (arguments; {tmp} is the test's folder), text (or texts) its output must show
 SMOKE = {
     "bench_evaluation.py": (["--num-query", "40", "--num-gallery", "200", "--repeat", "1",
                              "--topk", "10", "--chunk-size", "64"], "checks passed"),
+    "bench_scale.py": (["--quick", "--work", "{tmp}/scale", "--threads", "1", "--plot",
+                        "{tmp}/scale.png"], "| 16 | 800 | pq | IVF"),
     "bench_inference.py": (["--device", "cpu", "--arch", "RGANet-Tiny-ViT", "--dtypes", "fp32",
                             "--num-images", "4", "--batch-size", "2", "--repeat", "1",
                             "--num-classes", "8"], "paper (Table VII)"),
@@ -50,13 +52,19 @@ SMOKE = {
                           "{tmp}/data", "MODEL.BACKBONE.CLIP.NAME", "RGANet-Tiny-ViT",
                           "MODEL.BACKBONE.PRETRAIN", "False", *TINY_DATA],
                          "| CLIP baseline (row 0) |"),
-    "fire2_ablation.py": (["--arms", "fire2", "--seeds", "0", "--jobs", "1", "--features",
+    # the clothes-changing world (one arm: the paired differences are tested by hand below)
+    "fire2_ablation.py": (["--world", "ccworld", "--arms", "fire2", "--seeds", "0",
+                           "--jobs", "1", "--features",
                            "--out", "{tmp}/fire2", "DATASETS.ROOT", "{tmp}/data",
                            "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
                            "DATASETS.SYNTHETIC.OUTFITS_PER_ID", "2",
                            "MODEL.FIRE2.FFM.START_EPOCH", "0",
                            "MODEL.FIRE2.TRIPLET_START_EPOCH", "0", *TINY_DATA],
-                          "Clothes dependence of the test features"),
+                          ("| chance (random ranking) |", "Clothes dependence of the test features")),
+    "agreid_ablation.py": (["--arms", "full", "--seeds", "0", "--diagnose", "--out", "{tmp}/agreid",
+                            "DATASETS.ROOT", "{tmp}/data", "MODEL.BACKBONE.PRETRAIN_PATH",
+                            os.path.join(ROOT, "weights", "RGANet-Person-ViT.safetensors"),
+                            *TINY_DATA], "attributes R1 / mAP"),
 }
 # scripts a test elsewhere runs end to end: script -> (test file, test function)
 ELSEWHERE = {
@@ -89,4 +97,20 @@ def test_benchmark_script_runs_on_a_tiny_input(script, tmp_path, monkeypatch, ca
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert expect in out, out[-3000:]
+    for text in (expect if isinstance(expect, tuple) else (expect,)):
+        assert text in out, out[-3000:]
+
+
+def test_fire2_ablation_paired_differences_by_hand():
+    """The paired differences fire2_ablation prints: per seed arm - baseline, mean and standard
+    error std(ddof=1) / sqrt(seeds)."""
+    sys.path.insert(0, BENCH)
+    try:
+        from fire2_ablation import paired_differences
+    finally:
+        sys.path.remove(BENCH)
+    rows = {"baseline": [{"m": 10.0}, {"m": 12.0}, {"m": 11.0}],
+            "fire2": [{"m": 13.0}, {"m": 13.0}, {"m": 15.0}]}  # differences 3, 1, 4
+    mean, se = paired_differences(rows, "m")["fire2"]
+    assert mean == pytest.approx(8 / 3) and se == pytest.approx(((7 / 3) ** 0.5) / 3 ** 0.5)
+    assert list(paired_differences(rows, "m")) == ["fire2"]

@@ -17,19 +17,30 @@ def _is_fire2(path):
     return "FIRE2" in text or "FIRe2" in os.path.basename(path) or "fire2" in text.lower()
 
 
+def _is_agreid(path):
+    """An AG-ReID config (projects/AGReID): agreid*.yml."""
+    return os.path.basename(path).startswith("agreid")
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_shipped_config_loads(path):
-    """Every YAML loads with the plugin's keys (plus FIRe²'s for its configs) and names a
-    registered meta-architecture: RGANet's, FIRe²'s or fast-reid's own (the baselines)."""
+    """Every YAML loads with the plugin's keys (plus FIRe²'s or AG-ReID's for theirs) and names a
+    registered meta-architecture: RGANet's, FIRe²'s, AG-ReID's or fast-reid's own (the baselines)."""
     from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 
+    import sys
     if _is_fire2(path):
-        import sys
         sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))
         from fire2.config import fire2_keys
 
         import fire2.modeling  # noqa: F401  (registers the FIRe2 meta-architecture)
         cfg = load_config(path, project=[fire2_keys])
+    elif _is_agreid(path):
+        sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))
+        from agreid.config import agreid_keys
+
+        import agreid.modeling  # noqa: F401  (registers the AGReID meta-architecture)
+        cfg = load_config(path, project=[agreid_keys])
     else:
         cfg = load_config(path)
     assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY._obj_map

@@ -146,13 +146,15 @@ def test_evaluator_takes_a_fastreid_model_of_any_width_and_refuses_a_wrong_rgane
 # ------------------------------------------------------------------------------ the import graph
 # The house of docs/design.md: the core's rooms in layers, each importing only its own layer or
 # those below; the generated world beside the core (only the registration of the generated dataset
-# imports it); FIRe² and the analysis above, importing the core and never imported by it.
+# imports it); FIRe², AG-ReID and the analysis above, importing the core and never imported by it
+# (and the two projects not each other).
 CORE_LAYERS = (("config",), ("modeling",), ("compat", "data", "evaluation"), ("engine",),
                ("tools", ""))  # "": the package face, rganet_plugin/__init__.py
 GENERATED = "rganet_plugin.synthetic"
 REGISTRATION = "rganet_plugin.data.datasets.synthetic"
 PACKAGES = {"rganet_plugin": "rganet_plugin", "rganet_analysis": "rganet_analysis",
-            "fire2": os.path.join("projects", "FIRe2", "fire2")}
+            "fire2": os.path.join("projects", "FIRe2", "fire2"),
+            "agreid": os.path.join("projects", "AGReID", "agreid")}
 
 
 def _modules():
@@ -170,7 +172,7 @@ def _modules():
 
 
 def import_graph():
-    """``{module: {modules it imports}}`` over rganet_plugin, rganet_analysis and fire2: every
+    """``{module: {modules it imports}}`` over rganet_plugin, rganet_analysis, fire2 and agreid: every
     import statement, those inside functions included (a lazy import is still an arrow)."""
     import ast
 
@@ -259,12 +261,15 @@ def test_no_import_runs_up_a_layer_and_the_core_stays_the_core():
                 generated.append((mod, t))  # the generated world builds on config and modeling
             if mod.startswith("rganet_plugin") and not t.startswith("rganet_plugin"):
                 outside.append((mod, t))  # FIRe² or the analysis
-            if mod.startswith("fire2") and t.startswith("rganet_analysis"):
+            if mod.startswith(("fire2", "agreid")) and t.startswith(("rganet_analysis", "fire2",
+                                                                     "agreid")) \
+                    and t.split(".")[0] != mod.split(".")[0]:  # the projects: the core only
                 outside.append((mod, t))
     assert ups == [], "imports that run up a layer"
     assert generated == [], "the core imports the generated world beyond its registration " \
                             "(or the generated world imports the core above modeling)"
-    assert outside == [], "the installed plugin imports FIRe² or the analysis"
+    assert outside == [], "the installed plugin imports FIRe², AG-ReID or the analysis (or a " \
+                          "project imports the analysis or the other project)"
     assert REGISTRATION in {m for m, ts in graph.items() if any(t.startswith(GENERATED) for t in ts)}
 
 

@@ -43,17 +43,21 @@ def _cfg(opts=(), file=None):
 # ------------------------------------------------------------------ SOLVER.STEPS as written
 def test_fastreid_alone_shifts_the_steps_by_the_warmup():
     """The measured fault: fast-reid steps its epoch scheduler only from the warm-up's last
-    epoch on, so FIRe²'s PRCC schedule (10 warm-up epochs, step 20 of 30) never decays and the
-    demo's step 22 (warm-up 20 iterations of 9 per epoch) lands at 24."""
+    epoch on, so FIRe²'s PRCC schedule (10 warm-up epochs, step 20 of 30) decays at its last
+    epoch, 29 (with 5,700 warm-up iterations it never decayed), and the demo's step 22 (warm-up
+    20 iterations of 9 per epoch) lands at 24."""
     prcc = _cfg(file=os.path.join(ROOT, "configs", "PRCC", "fire2.yml"))
     lrs = lr_per_epoch(prcc, 17896 // 32, build=fastreid_build_lr_scheduler)
+    assert decay_epochs(lrs, 10) == [29]
+    old = _cfg(["SOLVER.WARMUP_ITERS", "5700"], file=os.path.join(ROOT, "configs", "PRCC", "fire2.yml"))
+    lrs = lr_per_epoch(old, 17896 // 32, build=fastreid_build_lr_scheduler)
     assert decay_epochs(lrs, 11) == [] and lrs[-1] == prcc.SOLVER.BASE_LR
     demo = _cfg()
     assert decay_epochs(lr_per_epoch(demo, 9, build=fastreid_build_lr_scheduler), 3) == [24]
 
 
 @pytest.mark.parametrize("file, ipe, steps", [
-    ("PRCC/fire2.yml", 17896 // 32, [20]),  # 5700 warm-up iterations: into epoch 10
+    ("PRCC/fire2.yml", 17896 // 32, [20]),  # 5590 warm-up iterations: epochs 0-9
     ("LTCC/fire2.yml", 9576 // 32, [20, 40, 60]),
     ("Demo/fire2_demo.yml", 9, [22]),
     ("Demo/rganet_demo.yml", 12, [40, 52]),
@@ -69,6 +73,37 @@ def test_the_rate_decays_at_the_epochs_written(file, ipe, steps):
     base, g = cfg.SOLVER.BASE_LR, cfg.SOLVER.GAMMA
     for e in range(w, cfg.SOLVER.MAX_EPOCH):  # by hand: BASE_LR x GAMMA^(steps passed)
         assert lrs[e] == pytest.approx(base * g ** sum(m <= e for m in steps), rel=1e-6)
+
+
+# The released FIRe² code (QizaoWang/FIRe-CCReID): WarmupMultiStepLR(milestones [20, 40, 60],
+# warm-up 10 epochs) stepped once per epoch, so 0-based epoch e trains at
+# lr x warm-up(e) x 0.1 ** bisect_right(milestones, e); --max_epoch 30 on PRCC (README), 80 else.
+PUBLIC_FIRE2 = {  # config: (images per epoch // batch, milestones, max_epoch)
+    "PRCC/fire2.yml": (17896 // 32, [20, 40, 60], 30),
+    "LTCC/fire2.yml": (9576 // 32, [20, 40, 60], 80),
+    "CelebReID/fire2.yml": (20208 // 32, [20, 40, 60], 80),
+    "DeepChange/fire2.yml": (75083 // 64, [20, 40, 60], 80),
+    "LaST/fire2.yml": (71248 // 64, [20, 40, 60], 80),
+    "Market1501/fire2.yml": (12936 // 32, [20, 40, 60], 80),
+    "MSMT17/fire2.yml": (32621 // 32, [20, 40, 60], 80),
+}
+
+
+@pytest.mark.parametrize("file", sorted(PUBLIC_FIRE2))
+def test_fire2_configs_decay_at_the_public_codes_epochs(file):
+    """Issue 22 item 1: per FIRe² dataset config, the epochs at which the rate actually decays
+    (the trainer's schedule, per iteration) are the public code's, and after its 10 warm-up
+    epochs every epoch's rate is its rate."""
+    from bisect import bisect_right
+    ipe, milestones, max_epoch = PUBLIC_FIRE2[file]
+    cfg = _cfg(file=os.path.join(ROOT, "configs", file))
+    assert cfg.SOLVER.MAX_EPOCH == max_epoch
+    public = [cfg.SOLVER.BASE_LR * 0.1 ** bisect_right(milestones, e) for e in range(max_epoch)]
+    lrs = lr_per_epoch(cfg, ipe)
+    w = math.ceil(cfg.SOLVER.WARMUP_ITERS / ipe)
+    assert w <= 10  # the warm-up is over by the public code's 10th epoch
+    assert decay_epochs(lrs, w) == decay_epochs(public, 10) == [m for m in milestones if m < max_epoch]
+    assert lrs[10:] == pytest.approx(public[10:], rel=1e-6)
 
 
 @pytest.mark.parametrize("ipe, warmup, delay, steps", [
@@ -212,8 +247,11 @@ def test_shipped_configs_run_as_written():
     """Every config of the repository passes the start-up check without a warning."""
     import glob
 
+    sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))
+    from agreid.config import load_agreid_config
+
     for f in sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True)):
-        cfg = _cfg(file=f)
+        cfg = load_agreid_config(f) if os.path.basename(f).startswith("agreid") else _cfg(file=f)
         check_stage_schedules(cfg)
         assert check_schedule(cfg) == [], f
 
@@ -245,7 +283,10 @@ def test_every_trainer_of_the_project_uses_the_checked_schedule():
 
     from rganet_plugin.engine import RGANetTrainer
 
-    for trainer in (RGANetTrainer, FIRe2Trainer):
+    sys.path.insert(0, os.path.join(ROOT, "projects", "AGReID"))
+    from agreid.engine import AGReIDTrainer
+
+    for trainer in (RGANetTrainer, FIRe2Trainer, AGReIDTrainer):
         assert issubclass(trainer, ScheduleMixin)
         assert trainer.build_lr_scheduler.__func__ is ScheduleMixin.build_lr_scheduler.__func__
         assert trainer.train is not DefaultTrainer.train

@@ -149,7 +149,8 @@ def test_default_parameters(tmp_path):
     ds = DATASET_REGISTRY.get("SyntheticOccludedDuke")(root=tmp_path)  # synthetic=None: defaults
     assert ds.synthetic_params == dict(num_train_ids=48, num_test_ids=32, images_per_id=8, seed=0,
                                        height=256, width=128, bags_percent=0, outfits_per_id=0,
-                                       misaligned_percent=0, partial_percent=0, garment_pool=0)
+                                       misaligned_percent=0, partial_percent=0, garment_pool=0,
+                                       identity_cues=0)
     assert len(ds.train) == 48 * 8 and ds.parse_data(ds.train)[0] == 48
     assert len(ds.gallery) == 32 * 8 and 32 <= len(ds.query) <= 64
 

@@ -452,3 +452,138 @@ def test_export_to_a_path_that_cannot_be_written(env, tmp_path, capsys):
     assert f"cannot write {out}" in err and "cannot be made" in err
     assert tools_main(["export", *_model_args(env), "--out", str(tmp_path)]) == 2
     assert "it is a folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- sharded galleries
+def _random_features(rng, m, regions=4, rdim=8, gdim=16):
+    return _features_of(rng.normal(size=(m, gdim)).astype(np.float32),
+                        rng.normal(size=(m, regions, rdim)).astype(np.float32),
+                        rng.dirichlet(np.full(regions, 0.3), size=m).astype(np.float32),
+                        [f"/g/{i}.jpg" for i in range(m)])
+
+
+def _features_of(*parts):
+    from rganet_plugin.modeling.outputs import Features
+
+    return Features(*parts)
+
+
+def _write_shards(path, feats, shard=40, meta=None, dtype="float32"):
+    from rganet_plugin.modeling.outputs import FeatureLayout
+    from rganet_plugin.tools.shards import ShardWriter
+
+    layout = FeatureLayout(feats.global_feat.shape[1], *feats.region_feats.shape[1:])
+    w = ShardWriter(str(path), layout, meta=meta or {"weights": "/m/model.pth"}, dtype=dtype)
+    for s in range(0, len(feats), shard):
+        w.add(feats.rows(s, s + shard))
+    return w.close()
+
+
+def test_sharded_extract_index_search_query_finds_itself(env, tmp_path, capsys):
+    shards, index = tmp_path / "gallery", tmp_path / "g.faiss"
+    assert tools_main(["extract", *_model_args(env), "--images", env["gallery_dir"], "--out",
+                       str(shards), "--shard-size", "5", "--num-workers", "0",
+                       "--no-progress"]) == 0
+    n = len(env["data"].gallery)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["num_rows"] == n and len(manifest["shards"]) == -(-n // 5)
+    assert manifest["layout"] == [64, 4, 64] and manifest["meta"]["weights"] == env["weights"]
+    assert tools_main(["index", "--features", str(shards), "--out", str(index)]) == 0
+    capsys.readouterr()
+    from rganet_plugin.tools.shards import ShardedGallery
+
+    query = ShardedGallery(str(shards)).paths[7]
+    assert tools_main(["search", "--index", str(index), "--features", str(shards), "--query",
+                       query, "--topk", "3", "--details", "--no-progress", "--num-workers",
+                       "0"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if re.match(r"^\s+\d+\s", ln)]
+    rank, dist, dg, *dj, path = lines[0].split()
+    assert len(lines) == 3 and rank == "1" and path == query and float(dist) < 1e-4
+    assert len(dj) == 4 and float(dg) < 1e-3
+
+
+@pytest.mark.parametrize("spec", ["Flat", "IVF8,PQ4x4"])  # (PQ4x8 trains slowly on 500 rows)
+def test_sharded_search_is_the_dense_eq10_topk_read_from_the_shards(tmp_path, spec):
+    """Index built shard by shard; candidates re-scored exactly from the (memory-mapped) shards:
+    Flat gives the dense top-k (certified); with a compressed index the re-scored distances are
+    exact eq. (10) values and a long shortlist recovers the top-k. exact_topk streams the
+    dense top-k shard by shard."""
+    from rganet_plugin.evaluation import weighted_region_distance
+    from rganet_plugin.evaluation.faiss_search import search_gallery
+    from rganet_plugin.tools.shards import ShardedGallery, ShardRows, exact_topk, index_shards
+
+    rng = np.random.default_rng(2)
+    g, q = _random_features(rng, 500), _random_features(rng, 20)
+    _write_shards(tmp_path / "s", g, shard=130)
+    gallery = ShardedGallery(str(tmp_path / "s"))
+    dense = weighted_region_distance(q, g, device="cpu")
+    expect = np.argsort(dense, axis=1, kind="stable")[:, :10]
+    ex_d, ex_i = exact_topk(q, gallery, 10)
+    np.testing.assert_array_equal(ex_i, expect)
+    gidx = index_shards(gallery, spec, use_gpu=False, train_size=500)
+    assert isinstance(gidx.a_g, ShardRows) and gidx.index.ntotal == 500
+    top = search_gallery(gidx, q, 10, shortlist=10 if spec == "Flat" else 400)
+    np.testing.assert_allclose(top.distances, np.take_along_axis(dense, top.indices, 1),
+                               atol=1e-5)
+    recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(top.indices, expect)])
+    assert recall == 1.0
+    if spec == "Flat":
+        assert top.certified.all()
+
+
+@pytest.mark.parametrize("fault", ["missing", "model", "width", "empty"])
+def test_sharded_gallery_faults_are_one_error_line(tmp_path, capsys, fault):
+    rng = np.random.default_rng(3)
+    g = _random_features(rng, 100)
+    shards = tmp_path / "s"
+    if fault == "empty":
+        _write_shards(shards, g.rows(0, 0))
+    else:
+        _write_shards(shards, g)
+    if fault == "missing":
+        os.remove(shards / "shard-00001.npy")
+    elif fault == "model":  # a shard written by another model's extraction
+        _write_shards(tmp_path / "other", g, meta={"weights": "/m/other.pth"})
+        os.replace(tmp_path / "other" / "shard-00001.json", shards / "shard-00001.json")
+    elif fault == "width":  # a shard of a model with another layout
+        _write_shards(tmp_path / "other", _random_features(rng, 100, rdim=6))
+        os.replace(tmp_path / "other" / "shard-00001.npy", shards / "shard-00001.npy")
+    rc = tools_main(["index", "--features", str(shards), "--out", str(tmp_path / "x.faiss")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
+    expect = {"missing": "shard shard-00001.npy of the sharded gallery",
+              "model": "extracted with another model",
+              "width": "a shard of another model?", "empty": "is empty"}[fault]
+    assert expect in err[0] and not (tmp_path / "x.faiss").exists()
+
+
+def test_faiss_gpu_is_chosen_when_faiss_has_gpus(monkeypatch):
+    """The same command uses faiss GPU where faiss sees GPUs (faiss.get_num_gpus() > 0 and
+    CUDA): only the selection is tested here (this machine has faiss-cpu, no GPU)."""
+    import faiss
+
+    from rganet_plugin.evaluation import faiss_search
+
+    vecs = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    assert faiss_search.build_index(vecs, "Flat")[1] == faiss_search.faiss_gpu_available()
+    class MovedToGpu:  # stands for the GPU index faiss would return
+        def __init__(self, index):
+            self.cpu = index
+
+        def __getattr__(self, name):
+            return getattr(self.cpu, name)
+
+    moved = []
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "res", raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda res, dev, index: moved.append(
+        (res, dev)) or MovedToGpu(index), raising=False)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", faiss.ParameterSpace, raising=False)
+    assert faiss_search.faiss_gpu_available()
+    index, on_gpu = faiss_search.build_index(vecs, "Flat")  # no use_gpu: chosen from faiss
+    assert on_gpu and moved == [("res", 0)] and isinstance(index, MovedToGpu)
+    assert index.ntotal == 50
+    assert not faiss_search.build_index(vecs, "Flat", use_gpu=False)[1]  # index --cpu
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    assert not faiss_search.faiss_gpu_available()

@@ -128,16 +128,16 @@ def weighted_region_distance(q: Any, g: Any, chunk_size: int = 4096,
         return out.numpy()
     a_g, w_g = weighted_embedding(gf, dev)
     a_g_t, w_g_t = a_g.t(), w_g.t()
-    with_regions = qf.num_regions > 0
-    on_cpu = dev.type == "cpu"
+    with_regions, on_cpu = qf.num_regions > 0, dev.type == "cpu"
+    one = torch.ones((), dtype=torch.float32, device=dev)
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
         a_q, w_q = weighted_embedding(qf.rows(start, stop), dev)
-        # On the CPU write the similarities straight into the output rows (no extra copy).
-        sim = _mm_into(a_q, a_g_t, out[start:stop]) if on_cpu else torch.mm(a_q, a_g_t)
-        if with_regions:
-            sim.div_(torch.mm(w_q, w_g_t).add_(1.0))  # S / (W + 1)
-        sim.neg_().add_(1.0)  # 1 - S / (W + 1)
+        sim = _mm_into(a_q, a_g_t, out[start:stop]) if on_cpu else torch.mm(a_q, a_g_t)  # in place
+        if with_regions:  # 1 - S / (W + 1) in one pass over S (W + 1 from a K = N product)
+            torch.addcdiv(one, sim, torch.addmm(one, w_q, w_g_t), value=-1.0, out=sim)
+        else:
+            sim.neg_().add_(1.0)  # 1 - S
         if not on_cpu:
             out[start:stop].copy_(sim)
     return out.numpy()

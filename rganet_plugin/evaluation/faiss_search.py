@@ -43,7 +43,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -100,13 +100,19 @@ def _stores_raw_vectors(index) -> bool:
 
 
 def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool] = None,
-                search_k: int = 100):
-    """An inner-product faiss index over ``vectors`` (trained if needed): (index, on_gpu)."""
+                search_k: int = 100, chunks: Optional[Iterable[np.ndarray]] = None,
+                total: Optional[int] = None):
+    """An inner-product faiss index over ``vectors`` (trained if needed): (index, on_gpu).
+
+    With ``chunks`` (an iterable of row blocks, ``total`` rows in all, e.g. gallery shards read
+    from disk) ``vectors`` is only the training sample and the chunks are what is added, one at a
+    time, so the whole float32 gallery is never in memory (unless the index stores it)."""
     import faiss
 
     factory, params = parse_index_spec(spec)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = vectors.shape
+    dim = vectors.shape[1]
+    n = len(vectors) if total is None else int(total)
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -130,7 +136,8 @@ def build_index(vectors: np.ndarray, spec: str = "Flat", use_gpu: Optional[bool]
             logger.info("faiss index %r stays on the CPU (%s)", factory, e)
     if not index.is_trained:
         index.train(vectors)
-    index.add(vectors)
+    for block in ([vectors] if chunks is None else chunks):
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
     ps = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
     if not params:
         defaults = []
@@ -154,7 +161,7 @@ class GalleryIndex:
     without regions) and the gallery's weighted embedding, which re-scores candidates exactly."""
 
     index: Any
-    a_g: torch.Tensor  # (G, D) weighted embedding
+    a_g: torch.Tensor  # (G, D) weighted embedding, or rows read on demand (``tools/shards.py``)
     w_g: torch.Tensor  # (G, N) confidences
     spec: str = "Flat"
     on_gpu: bool = False
@@ -287,7 +294,7 @@ def search_gallery(gidx: GalleryIndex, query: Any, k: int = 100, *,
                 s_ = s_ + torch.from_numpy(tau.astype(np.float32))[:, None] * w
         else:  # compressed codes: recompute S from the full vectors
             s_ = torch.empty(cand.shape, dtype=torch.float32)
-            step = max(1, chunk_size // 16)
+            step = max(1, min(chunk_size // 16, (1 << 25) // (cand.shape[1] * a_g.shape[1] + 1)))
             for b in range(0, len(rows), step):
                 s_[b:b + step] = torch.einsum("qd,qkd->qk", a_q[rows[b:b + step]],
                                               a_g[safe[b:b + step]])

@@ -20,6 +20,12 @@ as LTCC is::
     ├── masks/<split>/<stem>.png     part labels (0 background .. 4 foot, 5 bag with BAGS_PERCENT)
     └── synthetic_manifest.json      parameters, the outfits of each identity, one record per image
 
+``IDENTITY_CUES`` 1 draws the **clothes-changing world**: the body cues are
+:func:`~.people.cue_body`'s (hair colour from 12 and style from 5, skin tone, head size, height,
+build and leg length, ranges wide enough to be seen at 64x32), from their own random stream, and
+nobody wears a hat; with ``BAGS_PERCENT`` 100 everyone carries their bag in every outfit. The
+default (0) draws exactly what it drew before.
+
 The clothes id of an image is ``<pid>_<outfit>`` (``001_1``), as LTCC loaders read it. Every test
 identity shows each of its outfits in the query and in the gallery, so both the standard and the
 clothes-changing protocol have true matches for every query. No occluders.
@@ -35,13 +41,13 @@ from PIL import Image
 from .bags import bag_carriers, bag_for
 from .cache import generate_once, read_manifest
 from .params import params_hash, synthetic_params
-from .people import _identity
+from .people import _identity, cue_body
 from .render import _render
 from .scenes import _camera
 from .writer import progress_bar, save_mask, write_manifest
 
 __all__ = ["CC_GENERATOR_VERSION", "CC_DATASET_DIR", "CC_SPLIT_DIRS", "CC_NUM_CAMERAS",
-           "BODY_KEYS", "OUTFIT_KEYS", "outfits_of", "generate_ltcc", "ensure_synthetic_ltcc",
+           "BODY_KEYS", "CUE_KEYS", "OUTFIT_KEYS", "outfits_of", "generate_ltcc", "ensure_synthetic_ltcc",
            "synthetic_ltcc_cache_dir"]
 
 #: Bump when the cloth-changing set on disk changes (part of its cache hash).
@@ -51,6 +57,8 @@ CC_SPLIT_DIRS = {"train": "train", "query": "query", "gallery": "test"}
 CC_NUM_CAMERAS = 12
 #: What an identity keeps across outfits, and what an outfit changes (keys of ``_identity``).
 BODY_KEYS = ("skin", "hair", "long_hair", "build", "height", "shoes")
+#: What the ``IDENTITY_CUES`` world adds to the body (:func:`~.people.cue_body`).
+CUE_KEYS = ("hair_style", "head_scale", "hip")
 OUTFIT_KEYS = ("upper", "upper_pattern", "upper_period", "long_sleeves", "lower", "lower_kind",
                "lower_pattern", "hat")
 #: Outfits per identity when ``OUTFITS_PER_ID`` is 0: 2 or 3, drawn per identity.
@@ -58,18 +66,26 @@ DEFAULT_OUTFITS = (2, 3)
 
 _PLAN_STREAM, _BODY_STREAM, _SCENE_STREAM, _IMAGE_STREAM, _OUTFIT_STREAM, _BAG_STREAM = \
     7920, 1, 2, 3, 6, 5
+_CUE_STREAM = 13
 
 
-def outfits_of(seed: int, pid: int, n_outfits: int) -> List[Dict[str, Any]]:
+def outfits_of(seed: int, pid: int, n_outfits: int, cues: bool = False) -> List[Dict[str, Any]]:
     """The appearance of identity ``pid`` in each of its ``n_outfits`` outfits: the body cues of
-    ``_identity([seed, 1, pid])`` with the garments of outfit k (k = 1: its own)."""
+    ``_identity([seed, 1, pid])`` with the garments of outfit k (k = 1: its own). ``cues`` (the
+    ``IDENTITY_CUES`` world): the body cues are :func:`~.people.cue_body`'s, from their own random
+    stream, and nobody wears a hat (it would hide the hair)."""
     body = _identity(np.random.default_rng([seed, _BODY_STREAM, pid]))
+    if cues:
+        body.update(cue_body(np.random.default_rng([seed, _CUE_STREAM, pid])))
     looks = [body]
     for k in range(2, n_outfits + 1):
         garments = _identity(np.random.default_rng([seed, _OUTFIT_STREAM, pid, k]))
         look = dict(body)
         look.update({key: garments[key] for key in OUTFIT_KEYS})
         looks.append(look)
+    if cues:
+        for look in looks:
+            look["hat"] = None
     return looks
 
 
@@ -144,7 +160,8 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         os.makedirs(os.path.join(dataset_dir, d), exist_ok=True)
         os.makedirs(os.path.join(dataset_dir, "masks", d), exist_ok=True)
     n_outfits = {p["pid"]: p["outfits"] for p in plan}
-    looks = {pid: outfits_of(seed, pid, n) for pid, n in sorted(n_outfits.items())}
+    cues = bool(params["identity_cues"])
+    looks = {pid: outfits_of(seed, pid, n, cues) for pid, n in sorted(n_outfits.items())}
     with_bags = params["bags_percent"] > 0
     carriers = bag_carriers(looks, params["bags_percent"], seed)
     for pid in carriers:  # a bag belongs to the person: the same in every outfit
@@ -174,7 +191,7 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         "version": CC_GENERATOR_VERSION,
         "params": params,
         "hash": params_hash(params, CC_GENERATOR_VERSION),
-        "body_keys": list(BODY_KEYS),
+        "body_keys": list(BODY_KEYS + CUE_KEYS if cues else BODY_KEYS),
         "outfit_keys": list(OUTFIT_KEYS),
         "outfits": {f"{pid:03d}": n for pid, n in sorted(n_outfits.items())},
         "images": records,
@@ -184,7 +201,8 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
 
 def generate_ltcc(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,
                   images_per_id: int = 8, seed: int = 0, height: int = 256, width: int = 128,
-                  bags_percent: int = 0, outfits_per_id: int = 0, overwrite: bool = False,
+                  bags_percent: int = 0, outfits_per_id: int = 0, identity_cues: int = 0,
+                  overwrite: bool = False,
                   progress: bool = True, **occluded_set_only) -> str:
     """Generate the cloth-changing set as ``<out_dir>/LTCC_ReID`` and return that folder (same
     caching rules as :func:`~.occluded_duke.generate_occluded_duke`). The misaligned world's
@@ -192,7 +210,7 @@ def generate_ltcc(out_dir: str, num_train_ids: int = 48, num_test_ids: int = 32,
     params = synthetic_params(num_train_ids=num_train_ids, num_test_ids=num_test_ids,
                               images_per_id=images_per_id, seed=seed, height=height, width=width,
                               bags_percent=bags_percent, outfits_per_id=outfits_per_id,
-                              **occluded_set_only)
+                              identity_cues=identity_cues, **occluded_set_only)
     _check(params)
     return generate_once(out_dir, CC_DATASET_DIR, params, CC_GENERATOR_VERSION,
                          lambda tmp: _write_dataset(tmp, params, progress), "SyntheticLTCC",

@@ -17,7 +17,7 @@ parameters (and numpy / Pillow builds).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set, Tuple
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,7 @@ from .scenes import _camera
 from .writer import progress_bar, save_mask, write_manifest
 
 __all__ = ["OCCLUSION_RATIOS", "DATASET_DIR", "SPLIT_DIRS", "NUM_CAMERAS", "JPEG_QUALITY",
-           "generate_occluded_duke", "ensure_synthetic_occluded_duke"]
+           "identities", "generate_occluded_duke", "ensure_synthetic_occluded_duke"]
 
 #: Fraction of occluded images per split, as in Occluded-DukeMTMC.
 OCCLUSION_RATIOS = {"train": 0.09, "query": 1.0, "gallery": 0.10}
@@ -90,6 +90,20 @@ def _plan(params) -> List[Dict[str, Any]]:
 
 
 
+def identities(params: Dict[str, int], pids) -> Tuple[Dict[int, Dict[str, Any]], Set[int]]:
+    """The appearance of every identity in ``pids`` (``{pid: attributes}``, as
+    :func:`.people._identity` draws them, garments shared and bags given as ``params`` say) and
+    the set of bag carriers: what the generator drew, for the dataset and for anyone who
+    measures against it (AG-ReID's pseudo-label accuracy)."""
+    seed = params["seed"]
+    idents = {pid: _identity(np.random.default_rng([seed, 1, pid])) for pid in sorted(pids)}
+    share_garments(idents, params.get("garment_pool", 0), seed)
+    carriers = bag_carriers(idents, params.get("bags_percent", 0), seed)
+    for pid in carriers:
+        idents[pid]["bag"] = bag_for(seed, pid)
+    return idents, carriers
+
+
 def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> Dict[str, Any]:
     h, w, seed = params["height"], params["width"], params["seed"]
     plan = _plan(params)
@@ -98,13 +112,8 @@ def _write_dataset(dataset_dir: str, params: Dict[str, int], progress: bool) -> 
         os.makedirs(os.path.join(dataset_dir, d), exist_ok=True)
     for d in SPLIT_DIRS.values():
         os.makedirs(os.path.join(dataset_dir, "masks", d), exist_ok=True)
-    idents = {pid: _identity(np.random.default_rng([seed, 1, pid]))
-              for pid in sorted({p["pid"] for p in plan})}
-    share_garments(idents, params.get("garment_pool", 0), seed)
+    idents, carriers = identities(params, {p["pid"] for p in plan})
     with_bags = params.get("bags_percent", 0) > 0
-    carriers = bag_carriers(idents, params.get("bags_percent", 0), seed)
-    for pid in carriers:
-        idents[pid]["bag"] = bag_for(seed, pid)
     num_parts = 5 if with_bags else 4
     misaligned_world = bool(params.get("misaligned_percent", 0) or params.get("partial_percent", 0))
     cams = {c: _camera(np.random.default_rng([seed, 2, c]), h, w) for c in range(1, NUM_CAMERAS + 1)}
@@ -147,7 +156,7 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
                            images_per_id: int = 8, seed: int = 0, height: int = 256,
                            width: int = 128, bags_percent: int = 0, outfits_per_id: int = 0,
                            misaligned_percent: int = 0, partial_percent: int = 0,
-                           garment_pool: int = 0, overwrite: bool = False,
+                           garment_pool: int = 0, identity_cues: int = 0, overwrite: bool = False,
                            progress: bool = True) -> str:
     """Generate the synthetic dataset as ``<out_dir>/Occluded_Duke`` and return that folder.
 
@@ -164,11 +173,13 @@ def generate_occluded_duke(out_dir: str, num_train_ids: int = 48, num_test_ids: 
                               images_per_id=images_per_id, seed=seed, height=height, width=width,
                               bags_percent=bags_percent, outfits_per_id=outfits_per_id,
                               misaligned_percent=misaligned_percent,
-                              partial_percent=partial_percent, garment_pool=garment_pool)
-    if params["outfits_per_id"]:
-        raise ValueError("OUTFITS_PER_ID is for the cloth-changing set (dataset SyntheticLTCC); "
-                         "the occluded set (SyntheticOccludedDuke) has one outfit per identity, "
-                         f"got OUTFITS_PER_ID={params['outfits_per_id']}")
+                              partial_percent=partial_percent, garment_pool=garment_pool,
+                              identity_cues=identity_cues)
+    for key in ("outfits_per_id", "identity_cues"):
+        if params[key]:
+            raise ValueError(f"{key.upper()} is for the cloth-changing set (dataset SyntheticLTCC); the "
+                             "occluded set (SyntheticOccludedDuke) has one outfit per identity, got "
+                             f"{key.upper()}={params[key]}")
     bag_carriers([], params["bags_percent"], seed)  # range check before any work
     return generate_once(out_dir, DATASET_DIR, params, GENERATOR_VERSION,
                          lambda tmp: _write_dataset(tmp, params, progress),

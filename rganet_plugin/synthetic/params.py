@@ -35,6 +35,7 @@ SYNTHETIC_DEFAULTS: Dict[str, int] = {
     "misaligned_percent": 0,
     "partial_percent": 0,
     "garment_pool": 0,
+    "identity_cues": 0,
 }
 
 
@@ -78,6 +79,9 @@ def synthetic_params(synthetic: Any = None, **overrides) -> Dict[str, int]:
     for k in ("misaligned_percent", "partial_percent"):
         if not 0 <= params[k] <= 100:
             raise ValueError(f"synthetic dataset parameter {k.upper()} must be in 0..100, got {params[k]}")
+    if params["identity_cues"] not in (0, 1):
+        raise ValueError(f"synthetic dataset parameter IDENTITY_CUES must be 0 (the default world) or 1 "
+                         f"(identity cues that survive a change of clothes), got {params['identity_cues']}")
     if params["garment_pool"] < 0:
         raise ValueError(f"synthetic dataset parameter GARMENT_POOL must be >= 0 (0: every identity "
                          f"its own garments), got {params['garment_pool']}")
@@ -87,7 +91,7 @@ def synthetic_params(synthetic: Any = None, **overrides) -> Dict[str, int]:
 
 
 _LATER_KEYS = ("bags_percent", "outfits_per_id", "misaligned_percent", "partial_percent",
-               "garment_pool")
+               "garment_pool", "identity_cues")
 
 
 def params_hash(params: Mapping[str, int], version: int = GENERATOR_VERSION) -> str:

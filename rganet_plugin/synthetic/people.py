@@ -57,6 +57,31 @@ def _identity(rng: np.random.Generator) -> Dict[str, Any]:
         "height": float(rng.uniform(0.9, 1.0)),
     }
 
+#: The clothes-changing world's identity cues (``IDENTITY_CUES`` 1, :func:`cue_body`): hair in
+#: a wide palette and five styles, skin tones, head size, height, build and leg length.
+_CUE_HAIR = [(20, 18, 16), (95, 55, 25), (215, 185, 110), (235, 235, 235), (150, 35, 20),
+             (240, 120, 20), (30, 70, 220), (40, 170, 60), (230, 70, 170), (120, 40, 170),
+             (20, 180, 190), (240, 220, 30)]
+HAIR_STYLES = ("short", "long", "bun", "tall", "bob")
+
+
+def cue_body(rng: np.random.Generator) -> Dict[str, Any]:
+    """Body cues of one identity of the clothes-changing world, large enough to be seen at
+    64x32: they replace the default body keys and add ``head_scale``, ``hip``, ``hair_style``."""
+    style = HAIR_STYLES[int(rng.integers(len(HAIR_STYLES)))]
+    skin = np.array(_SKIN_TONES[int(rng.integers(len(_SKIN_TONES)))], float)
+    return {
+        "skin": tuple(int(v) for v in np.clip(skin + rng.uniform(-12, 12, 3), 0, 255)),
+        "hair": _CUE_HAIR[int(rng.integers(len(_CUE_HAIR)))],
+        "hair_style": style,
+        "long_hair": style == "long",
+        "head_scale": float(rng.uniform(0.85, 1.4)),
+        "height": float(rng.uniform(0.72, 1.0)),
+        "build": float(rng.uniform(0.75, 1.35)),
+        "hip": float(rng.uniform(0.46, 0.58)),
+    }
+
+
 #: An identity's upper and lower garment (keys of :func:`_identity`), shared by identities when
 #: ``GARMENT_POOL`` > 0.
 UPPER_GARMENT_KEYS = ("upper", "upper_pattern", "upper_period", "long_sleeves")
@@ -134,7 +159,7 @@ def _draw_person(ident, rng, h, w, frame=None) -> Tuple[np.ndarray, np.ndarray, 
     stride = rng.uniform(-1.0, 1.0)
     swing = rng.uniform(-1.0, 1.0)
 
-    y_sh, y_hip, y_ank = ty + 0.15 * ph, ty + 0.52 * ph, ty + 0.94 * ph
+    y_sh, y_hip, y_ank = ty + 0.15 * ph, ty + ident.get("hip", 0.52) * ph, ty + 0.94 * ph
     sh_w, hip_w = 0.12 * ph * b, 0.095 * ph * b
     hands = []
     # legs
@@ -181,6 +206,10 @@ def _draw_person(ident, rng, h, w, frame=None) -> Tuple[np.ndarray, np.ndarray, 
     hx = cx + rng.uniform(-0.01, 0.01) * ph
     rx, ry = 0.05 * ph, 0.066 * ph
     hy = ty + 0.075 * ph
+    if "head_scale" in ident:  # the clothes-changing world's head size, resting on the neck
+        rx, ry = rx * ident["head_scale"], ry * ident["head_scale"]
+        hy = y_sh - 0.02 * ph - ry * 0.9
+    style = ident.get("hair_style")
     if ident["long_hair"]:
         cv.polygon([(hx - rx * 1.1, hy), (hx + rx * 1.1, hy), (hx + rx * 1.2, y_sh + 0.06 * ph),
                     (hx - rx * 1.2, y_sh + 0.06 * ph)], 1, _HAIR)
@@ -188,7 +217,17 @@ def _draw_person(ident, rng, h, w, frame=None) -> Tuple[np.ndarray, np.ndarray, 
                 (hx - rx * 0.5, y_sh + 2)], 1, _SKIN)
     box = [hx - rx, hy - ry, hx + rx, hy + ry]
     cv.ellipse(box, 1, _SKIN)
-    cv.chord([hx - rx * 1.05, hy - ry * 1.08, hx + rx * 1.05, hy + ry * 0.9], 180, 360, 1, _HAIR)
+    if style == "tall":
+        cv.chord([hx - rx * 1.05, hy - ry * 1.7, hx + rx * 1.05, hy + ry * 0.9], 180, 360, 1, _HAIR)
+    else:
+        cv.chord([hx - rx * 1.05, hy - ry * 1.08, hx + rx * 1.05, hy + ry * 0.9], 180, 360, 1, _HAIR)
+    if style == "bun":
+        cv.ellipse([hx - rx * 0.6, hy - ry * 1.75, hx + rx * 0.6, hy - ry * 0.8], 1, _HAIR)
+    elif style == "bob":  # hair down both sides of the face to the chin
+        for side in (-1, 1):
+            cv.polygon([(hx + side * rx * 0.75, hy - ry * 0.3), (hx + side * rx * 1.2, hy - ry * 0.3),
+                        (hx + side * rx * 1.2, hy + ry * 1.0), (hx + side * rx * 0.75, hy + ry * 1.0)],
+                       1, _HAIR)
     if ident["hat"] is not None:
         cv.chord([hx - rx * 1.15, hy - ry * 1.2, hx + rx * 1.15, hy + ry * 0.4], 180, 360, 1, _HAT)
     label = np.asarray(cv.label, dtype=np.uint8).copy()

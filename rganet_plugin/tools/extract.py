@@ -126,7 +126,14 @@ def build_parser(prog: str = prog_name("extract")) -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--images", nargs="+", required=True, metavar="PATH",
                    help="image files and/or folders (searched recursively)")
-    p.add_argument("--out", required=True, metavar="FILE.npz", help="output features file")
+    p.add_argument("--out", required=True, metavar="FILE.npz|DIR",
+                   help="output features file (a directory with --shard-size)")
+    p.add_argument("--shard-size", type=int, default=0, metavar="M",
+                   help="write a sharded gallery: M images a shard + manifest.json in the --out "
+                   "directory, extracted one shard at a time (format: rganet_plugin/tools/"
+                   "shards.py); 0 (default): one .npz")
+    p.add_argument("--shard-dtype", default="float32", choices=("float32", "float16"),
+                   help="number format of the shards (float16 halves the disk and reads)")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     p.add_argument("--compress", action="store_true", help="write a compressed .npz")
     p.add_argument("--verbose", action="store_true")
@@ -145,13 +152,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.shard_size < 0:
+        print(f"error: --shard-size must be >= 0, got {args.shard_size}", file=sys.stderr)
+        return 2
     predictor = predictor_from_args(args)
     t0 = time.perf_counter()
-    feats = predictor.extract(paths, args.batch_size, args.num_workers,
-                              progress=not args.no_progress)
-    dt = time.perf_counter() - t0
-    save_features(args.out, feats, predictor.class_names, extract_meta(predictor, args),
-                  compress=args.compress)
+    if args.shard_size:  # one shard in memory at a time
+        from .shards import ShardWriter
+
+        writer = ShardWriter(args.out, predictor.layout, predictor.class_names,
+                             extract_meta(predictor, args), dtype=args.shard_dtype)
+        for s in range(0, len(paths), args.shard_size):
+            writer.add(predictor.extract(paths[s:s + args.shard_size], args.batch_size,
+                                         args.num_workers, progress=not args.no_progress))
+        writer.close()
+        feats, dt = paths, time.perf_counter() - t0
+    else:
+        feats = predictor.extract(paths, args.batch_size, args.num_workers,
+                                  progress=not args.no_progress)
+        dt = time.perf_counter() - t0
+        save_features(args.out, feats, predictor.class_names, extract_meta(predictor, args),
+                      compress=args.compress)
     g, n, r = predictor.layout.global_dim, predictor.layout.num_regions, predictor.layout.region_dim
     print(f"wrote {args.out}: {len(feats)} images, global {g}-d, {n} regions x {r}-d "
           f"({len(feats) / max(dt, 1e-9):.1f} img/s on {predictor.device})")

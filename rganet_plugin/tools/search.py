@@ -39,9 +39,16 @@ __all__ = ["build_gallery_index", "save_index", "load_index", "search_index", "r
            "main_index", "main_search"]
 
 
-def build_gallery_index(f: Features, spec: str = "Flat", use_gpu: Optional[bool] = False):
-    """The faiss index of ``evaluation.faiss_search.index_gallery`` (on the CPU, to be saved)."""
-    gidx = index_gallery(f, spec, use_gpu=use_gpu)
+def build_gallery_index(f, spec: str = "Flat", use_gpu: Optional[bool] = None):
+    """The faiss index of ``evaluation.faiss_search.index_gallery`` (built on a GPU when faiss
+    has one, returned on the CPU, to be saved); ``f``: Features or a ``ShardedGallery``, indexed
+    shard by shard (``tools/shards.py``)."""
+    if isinstance(f, Features):
+        gidx = index_gallery(f, spec, use_gpu=use_gpu)
+    else:
+        from .shards import index_shards
+
+        gidx = index_shards(f, spec, use_gpu=use_gpu)
     if gidx.on_gpu:
         import faiss
 
@@ -53,21 +60,40 @@ def _sidecar(path: str) -> str:
     return path + ".json"
 
 
-def save_index(index, path: str, features_path: str, f: Features, spec: str) -> None:
+def _features_file(path: str) -> str:
+    """The file that stands for a gallery: the ``.npz``, or a sharded gallery's manifest."""
+    from .shards import MANIFEST, is_sharded
+
+    return os.path.join(path, MANIFEST) if is_sharded(path) and os.path.isdir(path) else path
+
+
+def load_gallery(path: str):
+    """Features of an ``extract`` file, or a checked ``ShardedGallery`` (a directory)."""
+    from .shards import ShardedGallery, is_sharded
+
+    return ShardedGallery(path) if is_sharded(path) else load_features(path)
+
+
+def _layout(f) -> List[int]:
+    if isinstance(f, Features):
+        return [int(f.global_feat.shape[1]), int(f.region_feats.shape[1]),
+                int(f.region_feats.shape[2])]
+    return [f.layout.global_dim, f.layout.num_regions, f.layout.region_dim]
+
+
+def save_index(index, path: str, features_path: str, f, spec: str) -> None:
     import faiss
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     faiss.write_index(index, path)
     info = {"features": os.path.abspath(features_path), "num_vectors": int(index.ntotal),
-            "dim": int(index.d), "spec": spec,
-            "layout": [int(f.global_feat.shape[1]), int(f.region_feats.shape[1]),
-                       int(f.region_feats.shape[2])],
-            "features_size": os.path.getsize(features_path)}
+            "dim": int(index.d), "spec": spec, "layout": _layout(f),
+            "features_size": os.path.getsize(_features_file(features_path))}
     with open(_sidecar(path), "w") as fh:
         json.dump(info, fh, indent=1)
 
 
-def load_index(path: str, f: Features, features_path: str = "", params: str = ""):
+def load_index(path: str, f, features_path: str = "", params: str = ""):
     """Read an index and check it belongs to the features ``f``."""
     import faiss
 
@@ -77,10 +103,8 @@ def load_index(path: str, f: Features, features_path: str = "", params: str = ""
         index = faiss.read_index(path)
     except RuntimeError as e:
         raise ValueError(f"{path} is not a faiss index: {str(e).splitlines()[-1]}") from None
-    n = len(f)
-    want_dim = f.global_feat.shape[1] + f.region_feats.shape[1] * (f.region_feats.shape[2] + 1)
-    if f.region_feats.shape[1] == 0:
-        want_dim = f.global_feat.shape[1]
+    n, (g, nr, r) = len(f), _layout(f)
+    want_dim = g + nr * (r + 1)
     if index.ntotal != n or index.d != want_dim:
         raise ValueError(
             f"{path} ({index.ntotal} vectors of {index.d} values) does not belong to the features "
@@ -89,7 +113,7 @@ def load_index(path: str, f: Features, features_path: str = "", params: str = ""
     if features_path and os.path.isfile(side):
         with open(side) as fh:
             info = json.load(fh)
-        if info.get("features_size") not in (None, os.path.getsize(features_path)):
+        if info.get("features_size") not in (None, os.path.getsize(_features_file(features_path))):
             raise ValueError(f"{path} was built from {info.get('features')}, which differs from "
                              f"{features_path}: rebuild it with 'index'")
         params = params or info.get("spec", "").partition("|")[2]
@@ -98,11 +122,18 @@ def load_index(path: str, f: Features, features_path: str = "", params: str = ""
     return index
 
 
-def search_index(index, gallery: Features, query: Features, k: int = 10,
+def search_index(index, gallery, query: Features, k: int = 10,
                  shortlist: Optional[int] = None) -> TopK:
     """Top-``k`` gallery items of every query under eq. (10) with a saved index: the evaluator's
-    search (``evaluation.faiss_search.search_gallery``); ``certified`` marks exact rows."""
-    return search_gallery(GalleryIndex.wrap(index, gallery), query, k, shortlist=shortlist)
+    search (``evaluation.faiss_search.search_gallery``); ``certified`` marks exact rows. A
+    sharded gallery is re-scored from its shards (``tools/shards.py``)."""
+    if isinstance(gallery, Features):
+        gidx = GalleryIndex.wrap(index, gallery)
+    else:
+        from .shards import ShardRows
+
+        gidx = GalleryIndex(index, ShardRows(gallery), gallery.weights())
+    return search_gallery(gidx, query, k, shortlist=shortlist)
 
 
 def region_distances(query: Features, qi: int, gallery: Features, gi: Sequence[int]
@@ -126,12 +157,14 @@ def build_index_parser(prog: str = prog_name("index")) -> argparse.ArgumentParse
     p = argparse.ArgumentParser(
         prog=prog, description="Build a faiss index over the gallery features written by "
         "'extract' (vectors [A(g) | w], see docs/tools.md).")
-    p.add_argument("--features", required=True, metavar="FILE.npz", help="gallery features")
+    p.add_argument("--features", required=True, metavar="FILE.npz|DIR",
+                   help="gallery features: an .npz or a sharded gallery (extract --shard-size)")
     p.add_argument("--out", required=True, metavar="FILE.faiss", help="output index")
     p.add_argument("--index-spec", default="Flat",
                    help="faiss factory string, optionally '|params': 'Flat' (exact, default), "
                    "'IVF256,Flat|nprobe=16', 'HNSW32|efSearch=128'")
-    p.add_argument("--gpu", action="store_true", help="build on a GPU (faiss-gpu) if available")
+    p.add_argument("--cpu", action="store_true",
+                   help="build on the CPU even where faiss has a GPU (used by default)")
     return p
 
 
@@ -139,9 +172,9 @@ def main_index(argv: Optional[Sequence[str]] = None) -> int:
     args = build_index_parser().parse_args(argv)
     setup_cli_logging()
     try:
-        f = load_features(args.features)
+        f = load_gallery(args.features)
         t0 = time.perf_counter()
-        index = build_gallery_index(f, args.index_spec, use_gpu=None if args.gpu else False)
+        index = build_gallery_index(f, args.index_spec, use_gpu=False if args.cpu else None)
         save_index(index, args.out, args.features, f, args.index_spec)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -155,8 +188,8 @@ def build_search_parser(prog: str = prog_name("search")) -> argparse.ArgumentPar
     p = argparse.ArgumentParser(
         prog=prog, description="Rank the gallery of an index for query images with eq. (10).")
     p.add_argument("--index", required=True, metavar="FILE.faiss")
-    p.add_argument("--features", required=True, metavar="FILE.npz",
-                   help="the gallery features the index was built from")
+    p.add_argument("--features", required=True, metavar="FILE.npz|DIR",
+                   help="the gallery features the index was built from (.npz or sharded)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query", nargs="+", metavar="PATH", help="query image(s) and/or folder(s)")
     q.add_argument("--query-features", metavar="FILE.npz", help="query features from 'extract'")
@@ -175,13 +208,13 @@ def build_search_parser(prog: str = prog_name("search")) -> argparse.ArgumentPar
     return p
 
 
-def _query_features(args, gallery_path: str) -> Features:
+def _query_features(args, gallery_path: str, gallery) -> Features:
     if args.query_features:
         return load_features(args.query_features)
     from ..data.folder import collect_images
 
     paths = collect_images(args.query)
-    meta = load_meta(gallery_path)
+    meta = load_meta(gallery_path) if isinstance(gallery, Features) else gallery.meta
     cfg_file = args.config_file or meta.get("config_file", "")
     weights = args.weights or meta.get("weights", "")
     if not cfg_file or not weights:
@@ -198,21 +231,23 @@ def main_search(argv: Optional[Sequence[str]] = None) -> int:
     setup_cli_logging()
     quiet_warnings()
     try:
-        gallery = load_features(args.features)
+        gallery = load_gallery(args.features)
         index = load_index(args.index, gallery, args.features, args.params)
-        query = _query_features(args, args.features)
+        query = _query_features(args, args.features, gallery)
         res = search_index(index, gallery, query, args.topk)
         exact = (res.certified if res.certified is not None
                  else np.zeros(len(res.indices), bool))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    names = load_meta(args.features).get("class_names", [])
+    names = (load_meta(args.features).get("class_names", []) if isinstance(gallery, Features)
+             else gallery.class_names)
     records: List[dict] = []
     for qi, qpath in enumerate(query.paths):
         keep = res.indices[qi] >= 0
         gi, dist = res.indices[qi][keep], res.distances[qi][keep]
-        dg, dj = region_distances(query, qi, gallery, gi)
+        rows = gallery if isinstance(gallery, Features) else gallery.take(gi).to_numpy()
+        dg, dj = region_distances(query, qi, rows, gi if rows is gallery else np.arange(len(gi)))
         print(f"query {qpath}" + ("" if exact[qi] else "  (approximate index)"))
         cols = [f"d_{n}".replace(" ", "_") for n in names]
         widths = [max(len(c), 6) for c in cols]

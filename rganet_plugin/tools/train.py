@@ -109,16 +109,16 @@ def quiet_console(names) -> None:
                 h.addFilter(_ConsoleFilter())
 
 
-def run(args):
-    cfg = setup(args)
+def run(args, trainer=RGANetTrainer, configure=setup):  # a sibling project passes its own
+    cfg = configure(args)
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
         checkpoint = read_checkpoint(cfg.MODEL.WEIGHTS)
         complete_cfg_from_checkpoint(cfg, checkpoint["model"])
-        model = RGANetTrainer.build_model(cfg)
+        model = trainer.build_model(cfg)
         ModelCheckpointer(model, strict=True).load_checkpoint(checkpoint, cfg.MODEL.WEIGHTS)
-        return RGANetTrainer.test(cfg, model)
+        return trainer.test(cfg, model)
     stages = plan_stages(cfg)
     if stages == ["prompt"]:  # stage 1 on its own: trained, and its settings recorded
         train_prompt_stage_alone(cfg, resume=args.resume)
@@ -128,9 +128,9 @@ def run(args):
         cfg.defrost()
         cfg.MODEL.WEIGHTS = weights
         cfg.freeze()
-    trainer = RGANetTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    run_trainer = trainer(cfg)
+    run_trainer.resume_or_load(resume=args.resume)
+    return run_trainer.train()
 
 
 def main(argv=None, run=run, load=load_config) -> int:

@@ -43,8 +43,17 @@ def add_fire2_config(cfg: CN) -> CN:
     _C.MODEL.FIRE2.FAR.PARTS = 2  # horizontal parts whose style statistics are exchanged
     _C.MODEL.FIRE2.FAR.TIMES = 1  # recomposed copies per image (K)
 
+    # the generated cloth-changing set (SyntheticLTCC): 1 draws the world whose identities keep
+    # cues a change of clothes leaves (hair colour and style, skin, head size, height, build, leg
+    # length; no hats); 0 the default world (rganet_plugin/synthetic/cloth_changing.py)
+    _C.DATASETS.SYNTHETIC.IDENTITY_CUES = 0
+
     _C.TEST.CLOTH_CHANGING = CN()
     _C.TEST.CLOTH_CHANGING.MAX_RANK = 50
+    # also report CAL's same-clothes setting (true matches only in the query's clothes; LTCC)
+    _C.TEST.CLOTH_CHANGING.SAME_CLOTHES_ONLY = False
+    # > 0: also PRCC's single-shot gallery (one image per identity), the mean of this many draws (10)
+    _C.TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS = 0
     return cfg
 
 
@@ -63,6 +72,9 @@ def check_fire2_config(cfg: CN) -> None:
         raise ConfigError(f"MODEL.FIRE2.FFM.EPS must be > 0, got {f.FFM.EPS}")
     if not 0.0 <= f.FFM.EPSILON < 1.0:
         raise ConfigError(f"MODEL.FIRE2.FFM.EPSILON must be in [0, 1), got {f.FFM.EPSILON}")
+    if cfg.TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS < 0:
+        raise ConfigError(f"TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS must be >= 0 (0: off; PRCC's "
+                          f"single-shot protocol: 10), got {cfg.TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS}")
     if f.FAR.PARTS < 1 or f.FAR.TIMES < 1:
         raise ConfigError(f"MODEL.FIRE2.FAR.PARTS and TIMES must be >= 1, got {f.FAR.PARTS}, {f.FAR.TIMES}")
 

@@ -13,7 +13,7 @@ from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.samplers.triplet_sampler import BalancedIdentitySampler
 from fire2.data import ClothesItem, clothes_of
 from fire2.evaluation.cloth_changing import (compute_protocol_ranks, evaluate_cloth_changing,
-                                             junk_mask, same_clothes_queries)
+                                             junk_mask, same_clothes_queries, single_shot)
 from rganet_plugin.data.datasets import DatasetLayoutError, DatasetNotFoundError
 from rganet_plugin.evaluation.ranking import compute_query_ranks
 
@@ -81,6 +81,27 @@ def test_deepchange_layout_with_and_without_tracklet_lists(tmp_path):
         _load("DeepChange", tmp_path)
 
 
+def test_deepchange_without_tracklet_lists_says_so_in_one_line(tmp_path, caplog):
+    """Issue 22 item 6: without the test splits' -bbox.txt lists the camera ids fall back to the
+    file names' cameras; one warning line names the missing lists, none when they are there."""
+    names = {"train-set": "P0001_C3_D2_T0001.jpg", "test-set-query": "P0450_C1_D5_T0002.jpg",
+             "test-set-gallery": "P0450_C1_D6_T0003.jpg"}
+    for folder, n in names.items():
+        _img(str(tmp_path / "DeepChange" / folder / n))
+    with caplog.at_level("WARNING", logger="fire2.data.deepchange"):
+        ds = _load("DeepChange", tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "bbox.txt" in r.getMessage()]
+    assert len(lines) == 1 and "test-set-query-bbox.txt or test-set-gallery-bbox.txt" in lines[0]
+    assert "camera ids are the cameras in the file names" in lines[0] and ds.query[0][2] == 1
+    for folder in ("test-set-query", "test-set-gallery"):
+        with open(tmp_path / "DeepChange" / f"{folder}-bbox.txt", "w") as f:
+            f.write(f"{names[folder]},7\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fire2.data.deepchange"):
+        _load("DeepChange", tmp_path)
+    assert not [r for r in caplog.records if "bbox.txt" in r.getMessage()]
+
+
 def test_last_layout_train_clothes_only(tmp_path):
     _tree(tmp_path / "last", ["train/000000/000000_000_000000_0.jpg",
                               "train/000000/000000_001_000007_1.jpg",
@@ -139,7 +160,40 @@ def test_cloth_changing_ranks_by_hand():
     assert cc.first_hit[0] == 1 and cc.ap[0] == pytest.approx(0.5)
 
 
-def test_grouped_rule_equals_direct_junk_mask():
+def test_same_clothes_setting_by_hand():
+    """CAL's SC setting: only true matches in the query's clothes count."""
+    sc = junk_mask(Q["pids"], Q["cams"], Q["clothes"], G["pids"], G["cams"], G["clothes"],
+                   "same_clothes_only")
+    assert sc.tolist() == [[False, True, True, False, True]]
+    dist = np.array([[0.4, 0.2, 0.1, 0.3, 0.05]], np.float32)
+    r = compute_protocol_ranks(dist, Q["pids"], G["pids"], Q["cams"], G["cams"], Q["clothes"],
+                               G["clothes"], "same_clothes_only")
+    # left: g3 (0.3, other id), g0 (0.4, match): first hit at rank 2, AP 1/2
+    assert r.first_hit[0] == 1 and r.ap[0] == pytest.approx(0.5)
+    res = evaluate_cloth_changing(dist, Q["pids"], G["pids"], Q["cams"], G["cams"], Q["clothes"],
+                                  G["clothes"], same_clothes_only=True)
+    assert res["same_clothes_only"]["Rank-1"] == 0.0 and res["same_clothes_only"]["mAP"] == 50.0
+    assert "same_clothes_only" not in evaluate_cloth_changing(
+        dist, Q["pids"], G["pids"], Q["cams"], G["cams"], Q["clothes"], G["clothes"])
+
+
+def test_single_shot_gallery_draws_one_image_per_identity():
+    """PRCC's single-shot protocol: one gallery image per identity, N draws, mean."""
+    q_p, q_c, q_cl = [7], [1], ["7_AB"]
+    g_p, g_c, g_cl = [7, 8, 7, 8], [0, 0, 0, 0], ["7_AB", "8_AB", "7_AB", "8_AB"]
+    dist = np.array([[0.1, 0.5, 0.9, 0.6]], np.float32)  # 7's first image beats 8, its second does not
+    res = single_shot(dist, q_p, g_p, q_c, g_c, q_cl, g_cl, repeats=10, seed=3)
+    rng = np.random.default_rng(3)
+    draws = [(int(rng.choice([0, 2])), int(rng.choice([1, 3]))) for _ in range(10)]  # per id, in order
+    first = [seven == 0 for seven, _ in draws]
+    assert res["single_shot_standard"]["Rank-1"] == pytest.approx(100 * np.mean(first))
+    assert 0 < np.mean(first) < 1  # the draws differ: the mean is not one gallery's
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        single_shot(dist, q_p, g_p, q_c, g_c, q_cl, g_cl, repeats=0)
+
+
+@pytest.mark.parametrize("protocol", ["cloth_changing", "same_clothes_only"])
+def test_grouped_rule_equals_direct_junk_mask(protocol):
     rng = np.random.default_rng(0)
     nq, ng = 30, 80
     qp, gp = rng.integers(0, 5, nq), rng.integers(0, 5, ng)
@@ -147,8 +201,8 @@ def test_grouped_rule_equals_direct_junk_mask():
     qcl = [f"{p}_{k}" for p, k in zip(qp, rng.integers(0, 3, nq))]
     gcl = [f"{p}_{k}" for p, k in zip(gp, rng.integers(0, 3, ng))]
     dist = rng.random((nq, ng)).astype(np.float32)
-    got = compute_protocol_ranks(dist, qp, gp, qc, gc, qcl, gcl, "cloth_changing")
-    junk = junk_mask(qp, qc, qcl, gp, gc, gcl, "cloth_changing")
+    got = compute_protocol_ranks(dist, qp, gp, qc, gc, qcl, gcl, protocol)
+    junk = junk_mask(qp, qc, qcl, gp, gc, gcl, protocol)
     for i in range(nq):  # reference: drop the junk columns, rank with no junk rule at all
         keep = ~junk[i]
         ref = compute_query_ranks(dist[i:i + 1, keep], qp[i:i + 1], gp[keep], np.array([-1]), gc[keep])

@@ -17,7 +17,7 @@ from fire2.engine import FIRe2Trainer, swap_parameter  # noqa: E402
 from fire2.engine.hooks import FIRe2EpochHook  # noqa: E402
 from fire2.engine.ffm_report import ffm_report  # noqa: E402
 from fire2.modeling import (attribute_aware_loss, cluster_identities, k_reciprocal_jaccard,  # noqa: E402
-                            recompose, sample_partners)
+                            recompose, sample_partners, stripe_partners)
 from rganet_plugin.config.setup import ConfigError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -37,7 +37,8 @@ def test_clustering_never_crosses_identities():
     feats = [a + noise() for _ in range(3)] + [b + noise() for _ in range(3)] + \
             [a + noise() for _ in range(4)]
     pids = [0] * 6 + [1] * 4
-    labels, centroids, mask = cluster_identities(torch.tensor(np.stack(feats)), pids, k1=3, k2=2,
+    # k1 = 4: the image and its 3 nearest (the public code's k1 columns)
+    labels, centroids, mask = cluster_identities(torch.tensor(np.stack(feats)), pids, k1=4, k2=2,
                                                  eps=0.4)
     assert labels.shape == (10,) and centroids.shape == (3, 4) and mask.shape == (2, 3)
     assert len(set(labels[:3])) == 1 and len(set(labels[3:6])) == 1 and labels[0] != labels[3]
@@ -54,6 +55,48 @@ def test_jaccard_distance_properties_and_single_image():
     assert k_reciprocal_jaccard(f[:1]).tolist() == [[0.0]]
     labels, centroids, mask = cluster_identities(torch.tensor(f[:1]), [0])
     assert labels.tolist() == [0] and centroids.shape == (1, 3) and mask.tolist() == [[True]]
+
+
+def _public_jaccard(f, k1, k2):
+    """The paper's compute_jaccard_distance, transcribed without faiss: a k1-column neighbour
+    list, every later slice taken from it."""
+    n = len(f)
+    dist = np.maximum(2 - 2 * f @ f.T, 0)
+    initial_rank = np.argsort(dist, axis=1, kind="stable")[:, :k1]
+
+    def neigh(i, k):
+        fwd = initial_rank[i, :k + 1]
+        return fwd[np.where(initial_rank[fwd, :k + 1] == i)[0]]
+
+    v = np.zeros((n, n), np.float32)
+    for i in range(n):
+        rec = neigh(i, k1)
+        exp = rec
+        for c in rec:
+            cr = neigh(c, int(np.around(k1 / 2)))
+            if len(np.intersect1d(cr, rec)) > 2 / 3 * len(cr):
+                exp = np.append(exp, cr)
+        exp = np.unique(exp)
+        w = np.exp(-dist[i, exp])
+        v[i, exp] = w / w.sum()
+    if k2 != 1:
+        v = np.stack([v[initial_rank[i, :k2]].mean(0) for i in range(n)])
+    jac = np.stack([1 - np.minimum(v[i], v).sum(1) / (2 - np.minimum(v[i], v).sum(1)) for i in range(n)])
+    return np.clip(jac, 0, None)
+
+
+@pytest.mark.parametrize("k1, k2", [(1, 1), (3, 1), (4, 3), (6, 3), (20, 6)])
+def test_jaccard_takes_k1_columns_as_the_public_code(k1, k2):
+    """Issue 22 item 3: the neighbour list has k1 columns (the image and its k1 - 1 nearest),
+    not k1 + 1; equal to the public code's distance on random features."""
+    f = np.random.default_rng(k1).normal(size=(24, 8)).astype(np.float32)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    got = k_reciprocal_jaccard(f, k1=k1, k2=k2)
+    want = _public_jaccard(f, k1, k2)
+    np.fill_diagonal(want, 0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    if k1 == 1:  # a one-column list holds only the image itself: no two images share a neighbour
+        assert (got + np.eye(24) == 1).all()
 
 
 def test_attribute_aware_loss_by_hand():
@@ -93,6 +136,35 @@ def test_partners_have_another_label():
         idx = sample_partners(labels, times=2, generator=g)
         assert idx.shape == (12,) and (labels[idx] != labels.repeat(2)).all()
     assert sample_partners(torch.tensor([3, 3]), 1).tolist() == [0, 1]  # nobody else: itself
+
+
+def test_far_draws_a_new_partner_per_stripe():
+    """Issue 22 item 2: as the public code, each stripe's style comes from its own partner."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(8)
+    p = stripe_partners(labels, parts=2, times=1, generator=g)
+    assert p.shape == (2, 8) and (p != labels).all() and (p[0] != p[1]).any()
+    x = torch.randn(8, 3, 4, 2)
+    out = recompose(x, p, parts=2)
+    # stripe k of the output equals a recomposition with the shared partner p[k]
+    for k in range(2):
+        ref = recompose(x, p[k], parts=2)
+        assert torch.allclose(out[:, :, 2 * k:2 * k + 2], ref[:, :, 2 * k:2 * k + 2])
+    with pytest.raises(ValueError, match="3 rows for 2 stripes"):
+        recompose(x, torch.zeros(3, 8, dtype=torch.long), parts=2)
+
+
+def test_fire2_model_recomposes_with_a_partner_per_stripe(monkeypatch):
+    import fire2.modeling.meta_arch as ma
+    seen = []
+    real = ma.recompose
+    monkeypatch.setattr(ma, "recompose", lambda fmap, partners, parts: seen.append(partners) or real(fmap, partners, parts))
+    cfg = _tiny_cfg(**{"MODEL.HEADS.NUM_CLASSES": "4", "MODEL.FIRE2.FFM.ENABLED": "False"})
+    model = build_model(cfg)
+    model.train()
+    model.set_epoch(cfg.MODEL.FIRE2.FFM.START_EPOCH)
+    out = model({"images": torch.rand(8, 3, 64, 32) * 255, "targets": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])})
+    assert "loss_far" in out and seen[0].shape == (2, 8)
 
 
 def test_ffm_report_against_hand_computed_agreement():
@@ -219,6 +291,32 @@ def test_one_tiny_epoch_with_ffm_and_cloth_changing_evaluation(tmp_path):
     with open(tmp_path / "out" / "metrics.json") as f:
         logged = [json.loads(line) for line in f]
     assert any(m.get("fire2/ffm_num_classes") == found[0]["num_classes"] for m in logged)
+    with open(tmp_path / "out" / "best_evaluation.json") as f:  # the released code's rule
+        best = json.load(f)
+    key = next(k for k in best if k.endswith("cloth_changing/mAP"))
+    assert best[key] == {"value": pytest.approx(res["cloth_changing/mAP"]), "epoch": 0}
+
+
+def test_best_evaluation_keeps_each_metrics_own_maximum(tmp_path):
+    from fastreid.utils.events import EventStorage
+    from fire2.engine.hooks import BestEvaluationHook
+
+    class _T:
+        epoch = 0
+    hook = BestEvaluationHook(str(tmp_path))
+    hook.trainer = _T()
+    with EventStorage(0) as storage:
+        hook.trainer.storage = storage
+        for epoch, (r1, m, chance) in enumerate([(50.0, 30.0, 9.0), (60.0, 20.0, 9.0), (55.0, 25.0, 9.0)]):
+            hook.trainer.epoch = epoch
+            storage.iter = epoch
+            storage.put_scalars(**{"X/cloth_changing/Rank-1": r1, "X/cloth_changing/mAP": m,
+                                   "X/cloth_changing/chance mAP": chance}, smoothing_hint=False)
+            hook.after_epoch()
+        hook.after_train()
+    best = json.load(open(tmp_path / "best_evaluation.json"))
+    assert best == {"X/cloth_changing/Rank-1": {"value": 60.0, "epoch": 1},
+                    "X/cloth_changing/mAP": {"value": 30.0, "epoch": 0}}
 
 
 def test_fastreid_baseline_trains_through_fire2s_entry_point_with_the_cc_protocol(tmp_path):
@@ -267,6 +365,28 @@ def test_entry_point_runs_as_a_module():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "--config-file" in r.stdout
+
+
+def test_evaluator_reports_the_optional_protocols_and_refuses_negative_repeats(caplog):
+    """Issue 22 item 6: TEST.CLOTH_CHANGING.SAME_CLOTHES_ONLY and SINGLE_SHOT_REPEATS add their
+    entries; the chance level of each protocol is logged beside its result."""
+    from fire2.evaluation.cloth_changing import ClothChangingEvaluator
+    demo = os.path.join(REPO, "configs", "Demo", "fire2_demo.yml")
+    cfg = load_fire2_config(demo, ["TEST.CLOTH_CHANGING.SAME_CLOTHES_ONLY", "True",
+                                   "TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS", "3"])
+    paths = [f"{i}.jpg" for i in range(8)]
+    clothes = dict(zip(paths, ["a", "c", "a", "b", "c", "d", "a", "c"]))
+    ev = ClothChangingEvaluator(cfg, 2, clothes)
+    ev.process({"targets": torch.tensor([0, 1, 0, 0, 1, 1, 0, 1]), "camids": torch.arange(8),
+                "img_paths": paths}, torch.randn(8, 8))
+    with caplog.at_level("INFO", logger="fire2.evaluation.cloth_changing"):
+        res = ev.evaluate()
+    for key in ("same_clothes_only/Rank-1", "single_shot_standard/mAP", "cloth_changing/chance mAP",
+                "single_shot_cloth_changing/Rank-1"):
+        assert key in res, key
+    assert "cloth_changing: Rank-1" in caplog.text and "(chance " in caplog.text
+    with pytest.raises(ConfigError, match="SINGLE_SHOT_REPEATS must be >= 0"):
+        load_fire2_config(demo, ["TEST.CLOTH_CHANGING.SINGLE_SHOT_REPEATS", "-1"])
 
 
 def test_cloth_changing_evaluator_says_why_it_has_no_clothes_metrics(caplog):

@@ -78,9 +78,15 @@ class DeepChange(ClothesLayoutDataset):
         root = os.fspath(root)
         base = next((os.path.join(root, d) for d in self.dataset_dir_names
                      if os.path.isdir(os.path.join(root, d))), None)
-        parsers = {}
+        parsers, absent = {}, []
         for split, folder in (("train", "train-set"), ("query", "test-set-query"),
                               ("gallery", "test-set-gallery")):
             tracklets = read_tracklets(os.path.join(base, f"{folder}-bbox.txt")) if base else None
+            if base and tracklets is None and split != "train":
+                absent.append(f"{folder}-bbox.txt")
             parsers[split] = parse_deepchange_name(tracklets)
+        if absent:
+            logger.warning("DeepChange: no %s in %s; camera ids are the cameras in the file names, so "
+                           "true matches from the same camera but another tracklet are dropped (the "
+                           "protocol counts them)", " or ".join(absent), base)
         self._build(root, parsers, corrupt_images=corrupt_images, **kwargs)

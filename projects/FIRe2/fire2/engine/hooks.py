@@ -20,7 +20,7 @@ from .ffm_report import ffm_report
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FIRe2EpochHook", "swap_parameter", "extract_train_features"]
+__all__ = ["FIRe2EpochHook", "BestEvaluationHook", "swap_parameter", "extract_train_features"]
 
 
 def swap_parameter(optimizer: torch.optim.Optimizer, old: torch.nn.Parameter,
@@ -101,3 +101,36 @@ class FIRe2EpochHook(HookBase):
             self.trainer.storage.put_scalars(
                 smoothing_hint=False, **{f"fire2/ffm_{k}": v for k, v in self._pending.items()})
             self._pending = None
+
+
+class BestEvaluationHook(HookBase):
+    """The released code's reporting rule beside the project's: the best of every Rank-1 / mAP
+    result over the evaluations of the run (each its own maximum and epoch), logged at the end
+    and written to ``<output_dir>/best_evaluation.json`` (``{key: {"value", "epoch"}}``). Put
+    after fast-reid's ``EvalHook``, whose results it reads from the event storage."""
+
+    def __init__(self, output_dir: str = ""):
+        self._output_dir = output_dir
+        self.best: Dict[str, Dict[str, float]] = {}
+
+    def _read(self):
+        for key, (value, _) in self.trainer.storage.latest().items():
+            if not (key.endswith("/Rank-1") or key.endswith("/mAP")) or "chance" in key:
+                continue
+            if key not in self.best or value > self.best[key]["value"]:
+                self.best[key] = {"value": float(value), "epoch": int(self.trainer.epoch)}
+
+    def after_epoch(self):
+        self._read()
+
+    def after_train(self):
+        self._read()
+        if not self.best:
+            return
+        logger.info("best evaluation over training (the released code's rule; the final model's is "
+                    "above): %s", ", ".join(f"{k} {v['value']:.2f} (epoch {v['epoch']})"
+                                            for k, v in sorted(self.best.items())))
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            with open(os.path.join(self._output_dir, "best_evaluation.json"), "w") as fh:
+                json.dump(self.best, fh, indent=1, sort_keys=True)

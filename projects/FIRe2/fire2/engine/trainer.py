@@ -16,6 +16,9 @@ What FIRe² changes:
   recipes get the clothes-changing protocol through the same entry point);
 * evaluation is :class:`fire2.evaluation.cloth_changing.ClothChangingEvaluator`: the
   standard and the clothes-changing protocol (and PRCC's same/changed-clothes split);
+* :class:`~fire2.engine.hooks.BestEvaluationHook` (last) logs the best of every Rank-1 / mAP
+  over the run's evaluations, the released code's reporting rule, and writes
+  ``best_evaluation.json``; the final model's results stay what the run reports;
 * the LR schedule is the plugin's (:class:`rganet_plugin.engine.schedule.ScheduleMixin`, through
   ``RGANetTrainer``): checked at start-up, ``SOLVER.STEPS`` the epochs at which the rate decays,
   summarised in the log.
@@ -25,13 +28,14 @@ from __future__ import annotations
 import logging
 
 from fastreid.solver import build_optimizer
+from fastreid.utils import comm
 
 from rganet_plugin.data import build as data_build
 from rganet_plugin.engine.trainer import RGANetTrainer
 
 from ..data.clothes import clothes_of
 from ..evaluation.cloth_changing import ClothChangingEvaluator
-from .hooks import FIRe2EpochHook, unwrap
+from .hooks import BestEvaluationHook, FIRe2EpochHook, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ class FIRe2Trainer(RGANetTrainer):
         if hasattr(unwrap(self.model), "set_epoch"):  # FIRe²; fast-reid's own meta-archs train as they are
             clothes = {it[0]: clothes_of(it) for it in self.train_items}
             ret.insert(0, FIRe2EpochHook(self._feature_loader, clothes, self.cfg.OUTPUT_DIR))
+        if comm.is_main_process():  # after fast-reid's EvalHook: the best of its evaluations
+            ret.append(BestEvaluationHook(self.cfg.OUTPUT_DIR))
         return ret
 
     @classmethod

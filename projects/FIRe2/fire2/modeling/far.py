@@ -4,7 +4,8 @@ in the latent space.
 The backbone's feature map is cut into ``parts`` horizontal stripes. For each stripe of sample
 i, its per-channel mean ``mu`` and standard deviation ``sigma`` (the "style", treated as
 constants) are replaced by those of a partner j drawn uniformly among the samples of the batch
-with **another fine-grained label**::
+with **another fine-grained label**, a new partner for every stripe (as the paper's code draws it
+inside its loop over the stripes: the two halves of one image take two other images' styles)::
 
     x'_i = (x_i - mu_i) / sigma_i * sigma_j + mu_j,     sigma = sqrt(var + 1e-6)
 
@@ -19,7 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-__all__ = ["sample_partners", "recompose", "FARHead"]
+__all__ = ["sample_partners", "stripe_partners", "recompose", "FARHead"]
 
 
 def sample_partners(labels: torch.Tensor, times: int = 1,
@@ -34,11 +35,22 @@ def sample_partners(labels: torch.Tensor, times: int = 1,
     return idx.t().reshape(-1)
 
 
+def stripe_partners(labels: torch.Tensor, parts: int, times: int = 1,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``(parts, times * B)`` partner indices: :func:`sample_partners` drawn anew for each stripe."""
+    return torch.stack([sample_partners(labels, times, generator) for _ in range(parts)])
+
+
 def recompose(fmap: torch.Tensor, partners: torch.Tensor, parts: int = 2) -> torch.Tensor:
-    """Recompose ``fmap`` (B, C, H, W) with the stripe statistics of ``partners`` ((K*B,) indices):
-    returns (K*B, C, H', W), H' = parts * (H // parts)."""
+    """Recompose ``fmap`` (B, C, H, W) with the stripe statistics of ``partners``: ``(parts, K*B)``
+    indices, row k for stripe k (:func:`stripe_partners`), or ``(K*B,)``, one partner for every
+    stripe. Returns (K*B, C, H', W), H' = parts * (H // parts)."""
     b = fmap.shape[0]
-    times = partners.shape[0] // b
+    if partners.dim() == 1:
+        partners = partners.expand(parts, -1)
+    if partners.shape[0] != parts:
+        raise ValueError(f"partners has {partners.shape[0]} rows for {parts} stripes")
+    times = partners.shape[1] // b
     h = fmap.shape[2] // parts
     out = []
     for k in range(parts):
@@ -46,7 +58,7 @@ def recompose(fmap: torch.Tensor, partners: torch.Tensor, parts: int = 2) -> tor
         mu = part.mean(dim=(2, 3), keepdim=True).detach()
         sig = (part.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
         normed = ((part - mu) / sig).repeat(times, 1, 1, 1)
-        out.append(normed * sig[partners] + mu[partners])
+        out.append(normed * sig[partners[k]] + mu[partners[k]])
     return torch.cat(out, dim=2)
 
 

@@ -35,17 +35,23 @@ def _k_reciprocal(rank: np.ndarray, i: int, k: int) -> np.ndarray:
 
 def k_reciprocal_jaccard(feats: np.ndarray, k1: int = 20, k2: int = 6) -> np.ndarray:
     """Jaccard distance of k-reciprocal neighbour sets (Zhong et al., CVPR 2017) between the rows
-    of ``feats`` (L2-normalised), as used for clustering in FIRe² / SpCL. ``k1`` and ``k2`` are
-    clamped to the number of samples. Returns an ``(N, N)`` float32 matrix in [0, 1], 0 on the
-    diagonal."""
+    of ``feats`` (L2-normalised), as used for clustering in FIRe² / SpCL. Returns an ``(N, N)``
+    float32 matrix in [0, 1], 0 on the diagonal.
+
+    Indexing as the paper's code: its neighbour search returns ``k1`` columns (the image itself
+    first), and every later slice (``[:k1 + 1]`` for the k1-reciprocal sets, ``[:round(k1/2) + 1]``
+    for the expansion, ``[:k2]`` for the query expansion) is taken from those ``k1`` columns; so
+    an image's forward set holds itself and its ``k1 - 1`` nearest others. ``k1`` is clamped to
+    the number of samples (the search cannot return more)."""
     feats = np.asarray(feats, np.float32)
     n = feats.shape[0]
     if n == 1:
         return np.zeros((1, 1), np.float32)
-    k1, k2 = min(k1, n - 1), min(k2, n)
+    k1 = min(k1, n)
     sim = feats @ feats.T
     dist = np.maximum(2.0 - 2.0 * sim, 0.0)
-    rank = np.argsort(dist, axis=1, kind="stable")
+    rank = np.argsort(dist, axis=1, kind="stable")[:, :k1]
+    k2 = min(k2, k1)
     v = np.zeros((n, n), np.float32)
     half = int(np.around(k1 / 2))
     for i in range(n):

@@ -23,7 +23,7 @@ from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
-from .far import FARHead, bnneck_classifier, recompose, sample_partners
+from .far import FARHead, bnneck_classifier, recompose, stripe_partners
 from .ffm import FineGrainedClassifier, attribute_aware_loss
 
 __all__ = ["FIRe2", "MaxAvgPool"]
@@ -136,7 +136,7 @@ class FIRe2(nn.Module):
                                                    f.FFM.EPSILON) * f.FFM.WEIGHT
         if self.far_active:
             groups = fg if fg is not None else targets
-            partners = sample_partners(groups, f.FAR.TIMES)
+            partners = stripe_partners(groups, f.FAR.PARTS, f.FAR.TIMES)  # a partner per stripe
             logits = self.far_head(recompose(fmap, partners, f.FAR.PARTS))
             out["loss_far"] = cross_entropy_loss(logits, targets.repeat(f.FAR.TIMES), lc.CE.EPSILON,
                                                  lc.CE.ALPHA) * f.FAR.WEIGHT

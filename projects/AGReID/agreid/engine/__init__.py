@@ -1,0 +1,1 @@
+from .trainer import AGReIDTrainer, pseudo_labels  # noqa: F401
