@@ -31,7 +31,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
-from rganet_analysis.compare import sweep  # noqa: E402
+from rganet_analysis.compare import paired_difference, sweep  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "projects", "FIRe2"))  # the fire2 package
 FIRE2_NET = "fire2.tools"  # FIRe²'s entry point, run by compare as `python -m fire2.tools`
@@ -130,16 +130,12 @@ FEATURE_KEYS = [("same_outfit", "cos same id, same outfit"), ("other_outfit", "c
 
 def paired_differences(rows: dict, key: str, base: str = "baseline") -> dict:
     """``{arm: (mean, standard error)}`` of ``arm - base`` in ``key`` over the seeds both ran
-    (the same seed: the same data, initialisation and batches up to the arm's own losses);
-    the standard error is std(ddof=1) / sqrt(seeds) (NaN with one seed)."""
-    out = {}
-    for arm, runs in rows.items():
-        if arm == base or base not in rows:
-            continue
-        d = np.array([a[key] - b[key] for a, b in zip(runs, rows[base])], float)
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        out[arm] = (float(d.mean()), float(se))
-    return out
+    (the same seed: the same data, initialisation and batches up to the arm's own losses):
+    compare's ``paired_difference`` (standard error std(ddof=1) / sqrt(seeds), NaN with one)."""
+    if base not in rows:
+        return {}
+    return {arm: paired_difference(*zip(*[(a[key], b[key]) for a, b in zip(runs, rows[base])]))
+            for arm, runs in rows.items() if arm != base}
 
 
 def run_all(arms, seeds, opts, jobs: int, out: str = OUT, world: str = "demo") -> dict:

@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rganet_analysis.compare import train_config  # noqa: E402
+from rganet_analysis.compare import paired_difference, train_config  # noqa: E402
 from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 
 # run -> (config, title[, config overrides]); the rganet_* variants are the paper's open choices
@@ -225,11 +225,11 @@ def tables(results, runs, seeds):
 def paired(results, a, b, seeds, get):
     """``mean ± SE`` over seeds of ``get(run a) - get(run b)`` seed by seed, and whether it is
     more than twice its standard error."""
-    d = [get(results[a][s]) - get(results[b][s]) for s in seeds
-         if get(results[a][s]) is not None and get(results[b][s]) is not None]
-    if len(d) < 2:
+    pairs = [(get(results[a][s]), get(results[b][s])) for s in seeds
+             if get(results[a][s]) is not None and get(results[b][s]) is not None]
+    if len(pairs) < 2:
         return "n/a"
-    mean, se = float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    mean, se = paired_difference(*zip(*pairs))
     return f"{mean:+.2f} ± {se:.2f}" + (" (> 2 SE)" if abs(mean) > 2 * se else "")
 
 
