@@ -79,9 +79,8 @@ BENCHMARK_OPTS = ["SOLVER.MAX_EPOCH", "30", "SOLVER.STEPS", "[20,26]", "TEST.EVA
 def world_opts(world):
     if world != "benchmark":
         return []
-    from misaligned_world import WORLD
-    return [x for k, v in WORLD.items()
-            for x in (f"DATASETS.SYNTHETIC.{k.upper()}", str(v))] + BENCHMARK_OPTS
+    from misaligned_world import world_overrides
+    return world_overrides() + BENCHMARK_OPTS
 
 
 #: variants that change stage 2 only: they start from the default run's stage 1 (the same

@@ -30,6 +30,11 @@ WORLD = dict(num_train_ids=128, num_test_ids=280, images_per_id=8, misaligned_pe
              partial_percent=50, garment_pool=24)
 
 
+def world_overrides():
+    """The world as config overrides (``DATASETS.SYNTHETIC.<KEY> value`` pairs)."""
+    return [x for k, v in WORLD.items() for x in (f"DATASETS.SYNTHETIC.{k.upper()}", str(v))]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="datasets/misaligned_world", help="where the world is generated")

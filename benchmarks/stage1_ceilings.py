@@ -55,8 +55,8 @@ GROUPS = ("all", "aligned", "misaligned", "shifted", "top", "bottom")
 def world_opts(world: str):
     if world == "default":
         return []
-    from misaligned_world import WORLD
-    return [x for k, v in WORLD.items() for x in (f"DATASETS.SYNTHETIC.{k.upper()}", str(v))]
+    from misaligned_world import world_overrides
+    return world_overrides()
 
 
 def labels_of(gt):
@@ -108,8 +108,10 @@ def main(argv=None):
         per = {g: [] for g in cols}
         for seed in args.seeds:
             torch.manual_seed(seed)  # the context's random initialisation
-            m = stage1.build_stage1_model(load_config(os.path.join(ROOT, CONFIG), base_opts + opts)
-                                          if opts else cfg) if (opts or arm == "prompt") else model
+            m = model  # free prototypes and the probe leave the model as it is
+            if arm == "prompt":  # trains the model's own context: a fresh model per seed
+                c = load_config(os.path.join(ROOT, CONFIG), base_opts + opts) if opts else cfg
+                m = stage1.build_stage1_model(c)
             masks = stage1.fit_readout(arm, m, tr_tok, targets, max(1, round(epochs * ep_f)),
                                        lr * lr_f, seed=seed)
             for g in cols:

@@ -29,12 +29,19 @@ from rganet_plugin.modeling.losses import patch_targets
 from rganet_plugin.synthetic.region_metrics import (auroc, foreground_iou, part_iou, patch_to_pixels,
                                                    stripe_pixels)
 
-__all__ = ["GroundTruth", "load_ground_truth", "measure_regions", "stripe_part_iou",
+__all__ = ["GroundTruth", "alignment_groups", "load_ground_truth", "measure_regions", "stripe_part_iou",
            "retrieval_by_alignment",
            "bank_alignment", "read_bank_log", "COVERED_THRESH"]
 
 #: A region counts as covered when at least this fraction of its part is behind the occluder.
 COVERED_THRESH = 0.5
+
+
+def alignment_groups(framings: Sequence[str]) -> Dict[str, np.ndarray]:
+    """``{"aligned": full views, "misaligned": shifted and partial views}`` as boolean masks over
+    ``framings`` (the non-empty ones): the one rule every per-view figure uses."""
+    f = np.asarray(framings)
+    return {k: v for k, v in (("aligned", f == "full"), ("misaligned", f != "full")) if v.any()}
 
 
 class GroundTruth:
@@ -75,10 +82,7 @@ class GroundTruth:
 
     def by_alignment(self) -> Dict[str, "GroundTruth"]:
         """``{"aligned": full views, "misaligned": shifted and partial views}`` (non-empty ones)."""
-        f = self.framings()
-        parts = {"aligned": self.subset([x == "full" for x in f]),
-                 "misaligned": self.subset([x != "full" for x in f])}
-        return {k: v for k, v in parts.items() if len(v)}
+        return {k: self.subset(keep) for k, keep in alignment_groups(self.framings()).items()}
 
 
 def load_ground_truth(dataset_dir: str, splits: Sequence[str] = ("query", "gallery"),
@@ -138,10 +142,9 @@ def measure_regions(predictor, gt: GroundTruth, batch_size: int = 64,
     covered = gt.covered()[:, :n] >= COVERED_THRESH
     out = _region_figures(np.arange(len(gt)), pred, lab, fg, conf, covered, n)
     if by_alignment:
-        f = np.array(gt.framings())
         out["by_alignment"] = {
             name: _region_figures(np.flatnonzero(keep), pred, lab, fg, conf, covered, n)
-            for name, keep in (("aligned", f == "full"), ("misaligned", f != "full")) if keep.any()}
+            for name, keep in alignment_groups(gt.framings()).items()}
     return out
 
 
@@ -179,8 +182,7 @@ def retrieval_by_alignment(predictor, gt: GroundTruth) -> Dict[str, Dict[str, fl
     dist = weighted_region_distance(rows(q), rows(g), device="cpu")
     framing = np.array(gt.framings())[q]
     out = {}
-    for name, keep in (("all", framing == framing), ("aligned", framing == "full"),
-                       ("misaligned", framing != "full")):
+    for name, keep in {"all": np.ones(len(q), bool), **alignment_groups(framing)}.items():
         if keep.any():
             cmc, ap, _ = evaluate_rank(dist[keep], pid[q][keep], pid[g], cam[q][keep], cam[g])
             out[name] = {"Rank-1": float(cmc[0] * 100), "mAP": float(np.mean(ap) * 100),

@@ -29,6 +29,8 @@ from rganet_plugin.modeling.heads.region_generation import region_masks
 from rganet_plugin.modeling.losses import patch_targets, segmentation_loss
 from rganet_plugin.synthetic.region_metrics import part_iou, patch_to_pixels
 
+from .mechanism import alignment_groups
+
 ARMS = ("prompt", "free", "probe")
 
 
@@ -136,8 +138,8 @@ def groups_of(framings: Sequence[str]) -> Dict[str, np.ndarray]:
     """Index sets of the views scored apart: all, aligned (full), misaligned (shifted, top and
     bottom windows), and each misaligned framing alone (non-empty ones)."""
     f = np.asarray(framings)
-    out = {"all": np.arange(len(f)), "aligned": np.flatnonzero(f == "full"),
-           "misaligned": np.flatnonzero(f != "full")}
+    out = {"all": np.arange(len(f)),
+           **{k: np.flatnonzero(v) for k, v in alignment_groups(f).items()}}
     for name in ("shifted", "top", "bottom"):
         out[name] = np.flatnonzero(f == name)
     return {k: v for k, v in out.items() if len(v)}
