@@ -96,8 +96,9 @@ def noise_for(dim: int) -> float:
 
 
 def features(pids, centres, rng, dim):
-    """As bench_evaluation.make_data: identity centre + noise, occluded regions are noise with a
-    low confidence, the global feature is disturbed when a region is occluded."""
+    """``--features isotropic``, as bench_evaluation.make_data: identity centre + noise, occluded
+    regions are noise with a low confidence, the global feature is disturbed when a region is
+    occluded."""
     from rganet_plugin.modeling.outputs import Features
 
     n, noise = len(pids), noise_for(dim)
@@ -110,6 +111,75 @@ def features(pids, centres, rng, dim):
     return Features(x[:, 0].copy(), x[:, 1:].copy(), w)
 
 
+# ------------------------------------------------- features with a trained model's statistics
+STATS = os.path.join(HERE, "data", "feature_stats.npz")
+
+
+def fit_stats(files, out: str, keep: float = 0.999) -> dict:
+    """``--fit``: the statistics ``--features fitted`` draws from, measured on features a trained
+    model extracted (``tools extract`` .npz files; identities from the Occluded-Duke file names):
+    the mean and the between-identity and within-identity covariances of the unit-normalised
+    ``[global | region 1..N]`` values, kept as factors ``F`` (``cov ~= F F^T``, the eigenvectors
+    holding ``keep`` of the variance, scaled by the square roots of their eigenvalues), and the
+    confidence rows ``w`` of every image (drawn whole)."""
+    xs, pids, ws = [], [], []
+    for path in files:
+        z = np.load(path, allow_pickle=True)
+        x = np.concatenate([z["global"][:, None], z["regions"]], 1).astype(np.float64)
+        xs.append((x / np.linalg.norm(x, axis=-1, keepdims=True)).reshape(len(x), -1))
+        pids += [int(os.path.basename(str(p)).split("_")[0]) for p in z["paths"]]
+        ws.append(z["weights"])
+    x, pids = np.concatenate(xs), np.array(pids)
+    if x.shape[1] % (1 + NUM_REGIONS):
+        raise ValueError(f"--fit needs features with {NUM_REGIONS} regions")
+    ids, inv = np.unique(pids, return_inverse=True)
+    means = np.stack([x[pids == i].mean(0) for i in ids])
+
+    def factor(cov):
+        lam, vec = np.linalg.eigh(cov)
+        lam, vec = np.clip(lam[::-1], 0, None), vec[:, ::-1]
+        k = int(np.searchsorted(np.cumsum(lam) / lam.sum(), keep)) + 1
+        return (vec[:, :k] * np.sqrt(lam[:k])).astype(np.float16)
+
+    stats = {"mean": means.mean(0).astype(np.float32), "between": factor(np.cov(means.T)),
+             "within": factor(np.cov((x - means[inv]).T)),
+             "weights": np.concatenate(ws).astype(np.float16),
+             "source": np.array(" ".join(os.path.basename(f) for f in files)),
+             "identities": np.array(len(ids)), "images": np.array(len(x))}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    np.savez_compressed(out, **stats)
+    return stats
+
+
+class FittedFeatures:
+    """``--features fitted``: identity centres ``mean + between z`` and images ``centre + within
+    z'`` (``z, z'`` standard normal) with the statistics of a trained model's features
+    (:func:`fit_stats`), confidences drawn from its images. At another width than the model's
+    each of the 1 + N parts goes through one fixed random orthonormal map (an isometry when
+    wider: eq. (10) distances unchanged; a projection when narrower)."""
+
+    def __init__(self, path: str, width: int, num_ids: int, seed: int = 1):
+        z = np.load(path)
+        self.mean, self.between = z["mean"], z["between"].astype(np.float32)
+        self.within, self.w = z["within"].astype(np.float32), z["weights"].astype(np.float32)
+        self.src = len(self.mean) // (1 + NUM_REGIONS)
+        rng = np.random.default_rng(seed)
+        self.centres = self.mean + (rng.standard_normal((num_ids, self.between.shape[1]),
+                                                        dtype=np.float32) @ self.between.T)
+        q, _ = np.linalg.qr(np.random.default_rng(seed + 1).standard_normal(
+            (max(width, self.src), min(width, self.src))))
+        self.map = (q.T if width >= self.src else q).astype(np.float32)  # (src, width)
+
+    def __call__(self, pids, rng):
+        from rganet_plugin.modeling.outputs import Features
+
+        x = self.centres[pids] + rng.standard_normal((len(pids), self.within.shape[1]),
+                                                     dtype=np.float32) @ self.within.T
+        x = x.reshape(len(pids), 1 + NUM_REGIONS, self.src) @ self.map
+        w = self.w[rng.integers(0, len(self.w), len(pids))]
+        return Features(x[:, 0].copy(), x[:, 1:].copy(), w)
+
+
 def cell_generate(c):
     """Shards of the gallery, the queries and the labels under c['dir']."""
     from rganet_plugin.modeling.outputs import FeatureLayout
@@ -117,16 +187,20 @@ def cell_generate(c):
 
     q_pids, g_pids, q_cams, g_cams, num_ids = labels(c["size"], c["queries"])
     dim = c["width"]
-    centres = np.random.default_rng(1).standard_normal((num_ids, 1 + NUM_REGIONS, dim),
-                                                        dtype=np.float32)
+    if c["features"] == "fitted":
+        make = FittedFeatures(c["stats"], dim, num_ids)
+    else:
+        centres = np.random.default_rng(1).standard_normal((num_ids, 1 + NUM_REGIONS, dim),
+                                                            dtype=np.float32)
+        make = lambda p, r: features(p, centres, r, dim)  # noqa: E731
     rng = np.random.default_rng(2)
-    q = features(q_pids, centres, rng, dim)
+    q = make(q_pids, rng)
     np.savez(os.path.join(c["dir"], "data.npz"), q_global=q.global_feat, q_regions=q.region_feats,
              q_weights=q.weights, q_pids=q_pids, g_pids=g_pids, q_cams=q_cams, g_cams=g_cams)
     writer = ShardWriter(os.path.join(c["dir"], "gallery"), FeatureLayout(dim, NUM_REGIONS, dim),
                          meta={"weights": "synthetic"}, dtype=c["dtype"])
     for s in range(0, c["size"], c["shard"]):
-        writer.add(features(g_pids[s:s + c["shard"]], centres, rng, dim))
+        writer.add(make(g_pids[s:s + c["shard"]], rng))
     writer.close()
     return {}
 
@@ -194,6 +268,8 @@ def spec_of(path: str, size: int, width: int, args) -> str:
         dim = width + NUM_REGIONS * (width + 1)
         pre, m = ("PCA256,", 64) if dim > 1024 else ("", next(
             m for m in (44, 32, 22, 16, 11, 8, 4, 2, 1) if dim % m == 0))
+        if args.codes == "sq8":  # one byte a value (of the PCA's 256 at width 512)
+            return f"{pre}IVF{nl},SQ8|nprobe={args.nprobe}"
         bits = 8 if size >= 10_000 else 4  # 2^8 centroids need ~10k training rows
         return f"{pre}IVF{nl},PQ{m}x{bits}np|nprobe={args.nprobe}"  # np: no polysemous training
     return f"HNSW32|efSearch={args.ef_search}"
@@ -209,6 +285,7 @@ def cell_path(c):
     t0 = time.perf_counter()
     gidx = index_shards(gallery, c["spec"], search_k=c["k"], train_size=c["train"])
     out["build"] = time.perf_counter() - t0
+    out["peak_build_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     t0, cpu0 = time.perf_counter(), time.process_time()
     top = search_gallery(gidx, q, c["k"], shortlist=c.get("shortlist"))
     out["search"], out["search_cpu"] = time.perf_counter() - t0, time.process_time() - cpu0
@@ -241,8 +318,9 @@ def run_cell(c, in_process: bool):
 
 # ---------------------------------------------------------------------- report
 def table(rows) -> str:
-    head = ("| width | gallery | path | index | build s | top-k s (CPU s) | peak GB | recall@k | "
-            "R1 / mAP (top-k) | R1 / mAP (dense) |\n|---|---:|---|---|---:|---:|---:|---:|---|---|")
+    head = ("| width | gallery | path | index | build s | top-k s (CPU s) | peak GB (build) | "
+            "recall@k | R1 / mAP (top-k) | R1 / mAP (dense) |\n"
+            "|---|---:|---|---|---:|---:|---:|---:|---|---|")
     lines = [head]
     for r in rows:
         if "error" in r or "skipped" in r:
@@ -257,7 +335,8 @@ def table(rows) -> str:
               f"({r['dense_seconds']:.1f} s)") if r.get("dense") else ""
         lines.append(f"| {r['width']} | {fmt_size(r['size'])} | {r['path']} | {r['spec']} | "
                      f"{r['build']:.1f} | {r['search']:.1f} ({r['search_cpu']:.1f}) | "
-                     f"{r['peak_gb']:.2f} | {rec} | {tk} | "
+                     f"{r['peak_gb']:.2f}" + (f" ({r['peak_build_gb']:.2f})" if "peak_build_gb"
+                                              in r else "") + f" | {rec} | {tk} | "
                      f"{dn} |")
     return "\n".join(lines)
 
@@ -303,6 +382,8 @@ def main(argv=None):
     ap.add_argument("--nprobe", type=int, default=32)
     ap.add_argument("--ef-search", type=int, default=256)
     ap.add_argument("--pq-shortlist", type=int, default=1000)
+    ap.add_argument("--codes", default="pq", choices=("pq", "sq8"),
+                    help="the compressed path's codes: product quantisation or 8-bit scalar")
     ap.add_argument("--hnsw-max", type=parse_size, default=parse_size("300k"))
     ap.add_argument("--train", type=int, default=65536, help="rows the IVF / PQ are trained on")
     ap.add_argument("--exact-budget", type=float, default=1.2e12,
@@ -310,6 +391,12 @@ def main(argv=None):
     ap.add_argument("--mem-gb", type=float, default=8.0)
     ap.add_argument("--shard", type=int, default=50_000)
     ap.add_argument("--work", default="/tmp/rganet_scale")
+    ap.add_argument("--features", default="fitted", choices=("fitted", "isotropic"),
+                    help="fitted: a trained model's feature statistics (--stats); isotropic: "
+                         "identity centres + isotropic noise (bench_evaluation's)")
+    ap.add_argument("--stats", default=STATS, help="the statistics --features fitted draws from")
+    ap.add_argument("--fit", nargs="+", default=[], metavar="FEATURES.npz",
+                    help="no run: write --stats from features a trained model extracted")
     ap.add_argument("--plot", default="", help="write the log-log plot here")
     ap.add_argument("--json", default="", help="append the rows to this JSON-lines file")
     ap.add_argument("--report", default="", metavar="FILE.jsonl",
@@ -324,6 +411,12 @@ def main(argv=None):
         res = CELLS[c["cell"]](c)
         res["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print("CELL " + json.dumps(res))
+        return
+    if args.fit:
+        st = fit_stats(args.fit, args.stats)
+        print(f"wrote {args.stats}: {int(st['images'])} images of {int(st['identities'])} "
+              f"identities, {len(st['mean'])} values; between-identity factor "
+              f"{st['between'].shape[1]} directions, within-identity {st['within'].shape[1]}")
         return
     if args.quick:
         args.sizes, args.widths, args.queries, args.k, args.shard = "800", "16", 40, 10, 300
@@ -357,7 +450,8 @@ def main(argv=None):
             shutil.rmtree(d, ignore_errors=True)
             os.makedirs(d)
             base = {"dir": d, "size": size, "width": width, "queries": args.queries, "k": args.k,
-                    "shard": args.shard, "dtype": "float16" if width >= 256 else "float32"}
+                    "shard": args.shard, "dtype": "float16" if width >= 256 else "float32",
+                    "features": args.features, "stats": args.stats}
             try:
                 gen = run_cell({**base, "cell": "generate"}, args.quick)
                 if "error" in gen:

@@ -114,3 +114,45 @@ def test_fire2_ablation_paired_differences_by_hand():
     mean, se = paired_differences(rows, "m")["fire2"]
     assert mean == pytest.approx(8 / 3) and se == pytest.approx(((7 / 3) ** 0.5) / 3 ** 0.5)
     assert list(paired_differences(rows, "m")) == ["fire2"]
+
+
+def test_bench_scale_fitted_features_keep_the_fitted_spectra(tmp_path):
+    """bench_scale --fit / --features fitted: features drawn from the fitted statistics have the
+    between- and within-identity variance of the features they were fitted on (a known Gaussian
+    here: identity centres of variance 1 per value along 3 directions, images 0.04 along 5), and
+    a wider drawing is an isometry (the eq. (10) similarity of every pair unchanged)."""
+    sys.path.insert(0, BENCH)
+    import bench_scale as B
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dim, ids, per = 8, 400, 6
+    basis = np.linalg.qr(rng.standard_normal((5 * dim, 5 * dim)))[0]
+    centres = 3.0 + rng.standard_normal((ids, 3)) @ basis[:, :3].T
+    x = np.repeat(centres, per, 0) + 0.2 * rng.standard_normal((ids * per, 5)) @ basis[:, 3:8].T
+    x = x.reshape(-1, 5, dim)
+    paths = [f"/q/{p:04d}_c1_f{i}.jpg" for i, p in enumerate(np.repeat(np.arange(ids), per))]
+    np.savez(tmp_path / "f.npz", **{"global": x[:, 0], "regions": x[:, 1:], "paths": paths,
+                                    "weights": np.full((len(x), 4), 0.25, np.float32)})
+    st = B.fit_stats([str(tmp_path / "f.npz")], str(tmp_path / "stats.npz"))
+    assert int(st["identities"]) == ids and st["between"].shape[1] >= 3
+    units = x / np.linalg.norm(x, axis=-1, keepdims=True)  # what is fitted: unit parts
+    u = units.reshape(ids, per, -1)
+
+    def spread(v):  # (ids, images, values): trace of the between- and within-identity covariance
+        within = np.trace(np.cov((v - v.mean(1, keepdims=True)).reshape(-1, v.shape[2]).T))
+        return np.trace(np.cov(v.mean(1).T)), within
+
+    want_b, want_w = spread(u)
+    stats, pids = str(tmp_path / "stats.npz"), np.repeat(np.arange(3000), 4)
+    f = B.FittedFeatures(stats, dim, 3000)(pids, np.random.default_rng(1))
+    got_b, got_w = spread(np.concatenate([f.global_feat[:, None], f.region_feats], 1)
+                          .reshape(3000, 4, -1))
+    got_b, got_w = got_b - got_w / 4 * 4 / 3, got_w * 4 / 3  # means of 4 images; ddof of 4
+    assert got_b == pytest.approx(want_b, rel=0.1) and got_w == pytest.approx(want_w, rel=0.1)
+    from rganet_plugin.evaluation.distance import weighted_region_distance
+
+    wide, narrow = (B.FittedFeatures(stats, w, 3000)(pids[:50], np.random.default_rng(1))
+                    for w in (3 * dim, dim))
+    np.testing.assert_allclose(weighted_region_distance(wide, wide, device="cpu"),
+                               weighted_region_distance(narrow, narrow, device="cpu"), atol=1e-4)

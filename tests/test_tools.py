@@ -507,7 +507,7 @@ def test_sharded_search_is_the_dense_eq10_topk_read_from_the_shards(tmp_path, sp
     """Index built shard by shard; candidates re-scored exactly from the (memory-mapped) shards:
     Flat gives the dense top-k (certified); with a compressed index the re-scored distances are
     exact eq. (10) values and a long shortlist recovers the top-k. exact_topk streams the
-    dense top-k shard by shard."""
+    dense top-k shard by shard. The index is added in blocks smaller than a shard."""
     from rganet_plugin.evaluation import weighted_region_distance
     from rganet_plugin.evaluation.faiss_search import search_gallery
     from rganet_plugin.tools.shards import ShardedGallery, ShardRows, exact_topk, index_shards
@@ -520,7 +520,7 @@ def test_sharded_search_is_the_dense_eq10_topk_read_from_the_shards(tmp_path, sp
     expect = np.argsort(dense, axis=1, kind="stable")[:, :10]
     ex_d, ex_i = exact_topk(q, gallery, 10)
     np.testing.assert_array_equal(ex_i, expect)
-    gidx = index_shards(gallery, spec, use_gpu=False, train_size=500)
+    gidx = index_shards(gallery, spec, use_gpu=False, train_size=500, add_block=50)  # 3 a shard
     assert isinstance(gidx.a_g, ShardRows) and gidx.index.ntotal == 500
     top = search_gallery(gidx, q, 10, shortlist=10 if spec == "Flat" else 400)
     np.testing.assert_allclose(top.distances, np.take_along_axis(dense, top.indices, 1),
@@ -529,6 +529,32 @@ def test_sharded_search_is_the_dense_eq10_topk_read_from_the_shards(tmp_path, sp
     assert recall == 1.0
     if spec == "Flat":
         assert top.certified.all()
+
+
+def test_shard_rows_dot_reads_each_shard_once_and_equals_the_dense_products(tmp_path,
+                                                                           monkeypatch):
+    """ShardRows.dot (the re-scoring of a compressed index's shortlist): every (query, candidate)
+    product equals A(q) . A(g) of the in-memory features, repeated candidates and candidates of
+    every shard included, with each shard read once for all queries."""
+    from rganet_plugin.evaluation.distance import weighted_embedding
+    from rganet_plugin.tools.shards import ShardedGallery, ShardRows
+
+    rng = np.random.default_rng(3)
+    g, q = _random_features(rng, 300), _random_features(rng, 7)
+    _write_shards(tmp_path / "s", g, shard=70)
+    rows = ShardRows(ShardedGallery(str(tmp_path / "s")))
+    reads = []
+    orig = ShardedGallery.shard_features
+    monkeypatch.setattr(ShardedGallery, "shard_features",
+                        lambda self, i, r=None: reads.append(i) or orig(self, i, r))
+    idx = rng.integers(0, 300, (7, 50))
+    idx[:, :3] = idx[:, 3:6]  # repeated candidates
+    a_q, _ = weighted_embedding(q)
+    a_g, _ = weighted_embedding(g)
+    s = rows.dot(a_q, idx)
+    np.testing.assert_allclose(s.numpy(), np.einsum("qd,qkd->qk", a_q.numpy(), a_g.numpy()[idx]),
+                               atol=1e-5)
+    assert sorted(reads) == sorted(set(reads)) == list(range(5))
 
 
 @pytest.mark.parametrize("fault", ["missing", "model", "width", "empty"])

@@ -292,6 +292,8 @@ def search_gallery(gidx: GalleryIndex, query: Any, k: int = 100, *,
             s_ = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
             if tau is not None:  # the search scored S - tau W
                 s_ = s_ + torch.from_numpy(tau.astype(np.float32))[:, None] * w
+        elif hasattr(a_g, "dot"):  # compressed codes, rows on disk: one pass over the shards
+            s_ = a_g.dot(a_q[rows], safe.numpy())
         else:  # compressed codes: recompute S from the full vectors
             s_ = torch.empty(cand.shape, dtype=torch.float32)
             step = max(1, min(chunk_size // 16, (1 << 25) // (cand.shape[1] * a_g.shape[1] + 1)))

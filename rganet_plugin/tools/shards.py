@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -156,10 +157,14 @@ class ShardedGallery:
         a = a[np.sort(rows)] if rows is not None else a
         return self.layout.unpack(torch.from_numpy(np.array(a, dtype=np.float32)))
 
-    def iter_features(self) -> Iterator[Tuple[int, Features]]:
-        """``(first row, features)`` of each shard in turn."""
-        for i in range(len(self.files)):
-            yield int(self.offsets[i]), self.shard_features(i)
+    def iter_features(self, block: Optional[int] = None) -> Iterator[Tuple[int, Features]]:
+        """``(first row, features)`` of each shard in turn, or of blocks of at most ``block``
+        rows of it (what bounds the float32 copies of a wide gallery)."""
+        for i, size in enumerate(self.sizes):
+            step = size if block is None else max(1, block)
+            for s in range(0, size, step):
+                rows = None if step >= size else np.arange(s, min(s + step, size))
+                yield int(self.offsets[i]) + s, self.shard_features(i, rows)
 
     def take(self, idx: Sequence[int]) -> Features:
         """float32 features (and paths) of the gallery rows ``idx``, in that order."""
@@ -206,11 +211,37 @@ class ShardRows:
         a, _ = weighted_embedding(self.gallery.take(uniq), "cpu")
         return a[torch.from_numpy(inverse.reshape(-1))].reshape(*idx.shape, self.shape[1])
 
+    @torch.no_grad()
+    def dot(self, a_q: torch.Tensor, idx) -> torch.Tensor:
+        """``S[i, j] = a_q[i] . A(g[idx[i, j]])`` for a (Q, K) candidate table: what re-scores a
+        compressed index's shortlist. Each shard is read once for all queries (only its
+        candidate rows, in file order) and its products are one sampled dense-dense product
+        (``torch.sparse.sampled_addmm``: only the listed pairs, no gathered copies of the rows),
+        in memory bounded by one shard's candidate rows."""
+        idx = np.asarray(idx, dtype=np.int64)
+        flat, out = idx.reshape(-1), torch.empty(idx.size, dtype=torch.float32)
+        q_of = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+        for pos, s in self.gallery._positions(flat):
+            uniq, col = np.unique(flat[pos] - self.gallery.offsets[s], return_inverse=True)
+            a, _ = weighted_embedding(self.gallery.shard_features(s, uniq), "cpu")
+            order = np.lexsort((col, q_of[pos]))  # CSR: by query, then by row
+            crow = np.concatenate([[0], np.cumsum(np.bincount(q_of[pos], minlength=len(a_q)))])
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": not the user's
+                warnings.simplefilter("ignore", UserWarning)
+                pattern = torch.sparse_csr_tensor(
+                    torch.from_numpy(crow), torch.from_numpy(col[order]),
+                    torch.zeros(len(pos)), size=(len(a_q), len(uniq)))
+                s_ = torch.sparse.sampled_addmm(pattern, a_q, a.t(), beta=0.0)
+            out[torch.from_numpy(pos[order])] = s_.values()
+        return out.view(idx.shape)
+
 
 def index_shards(gallery: ShardedGallery, spec: str = "Flat", use_gpu: Optional[bool] = None,
-                 search_k: int = 100, train_size: int = 65536, seed: int = 0) -> GalleryIndex:
+                 search_k: int = 100, train_size: int = 65536, seed: int = 0,
+                 add_block: int = 8192) -> GalleryIndex:
     """The :class:`GalleryIndex` of a sharded gallery, built shard by shard: trained (if the index
-    needs it) on ``train_size`` rows drawn at random, then each shard's vectors added in turn.
+    needs it) on ``train_size`` rows drawn at random, then the vectors added ``add_block`` rows at
+    a time.
     Re-scoring reads candidate rows from the shards (:class:`ShardRows`)."""
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(gallery), min(train_size, len(gallery)), replace=False))
@@ -222,7 +253,7 @@ def index_shards(gallery: ShardedGallery, spec: str = "Flat", use_gpu: Optional[
         weights.append(w)
         return _index_vectors(a, w)
 
-    chunks = (vectors(f) for _, f in gallery.iter_features())
+    chunks = (vectors(f) for _, f in gallery.iter_features(block=add_block))
     index, on_gpu = build_index(vectors(gallery.take(sample)), spec, use_gpu=use_gpu,
                                 search_k=search_k, chunks=chunks, total=len(gallery))
     return GalleryIndex(index, ShardRows(gallery), torch.cat(weights[1:]), str(spec), on_gpu)
