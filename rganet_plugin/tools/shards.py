@@ -250,7 +250,7 @@ def index_shards(gallery: ShardedGallery, spec: str = "Flat", use_gpu: Optional[
 
     def vectors(f: Features) -> np.ndarray:
         a, w = weighted_embedding(f, "cpu")
-        weights.append(w)
+        weights.append(w.clone())  # a view would keep the whole block alive (10 GB at 1M x 2,564)
         return _index_vectors(a, w)
 
     chunks = (vectors(f) for _, f in gallery.iter_features(block=add_block))
