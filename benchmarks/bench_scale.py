@@ -128,12 +128,17 @@ def fit_stats(files, out: str, keep: float = 0.999) -> dict:
     ``[global | region 1..N]`` values, kept as factors ``F`` (``cov ~= F F^T``, the eigenvectors
     holding ``keep`` of the variance, scaled by the square roots of their eigenvalues), and the
     confidence rows ``w`` of every image (drawn whole)."""
+    from rganet_plugin.data.datasets.occluded_duke import parse_duke_name
+
     xs, pids, ws = [], [], []
     for path in files:
         z = np.load(path, allow_pickle=True)
         x = np.concatenate([z["global"][:, None], z["regions"]], 1).astype(np.float64)
         xs.append((x / np.linalg.norm(x, axis=-1, keepdims=True)).reshape(len(x), -1))
-        pids += [int(os.path.basename(str(p)).split("_")[0]) for p in z["paths"]]
+        names = [parse_duke_name(os.path.basename(str(p))) for p in z["paths"]]
+        if not all(isinstance(n, tuple) for n in names):
+            raise ValueError(f"--fit: {path} has images without an Occluded-Duke name")
+        pids += [n[0] for n in names]
         ws.append(z["weights"])
     x, pids = np.concatenate(xs), np.array(pids)
     if x.shape[1] % (1 + NUM_REGIONS):

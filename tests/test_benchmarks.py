@@ -134,6 +134,10 @@ def test_bench_scale_fitted_features_keep_the_fitted_spectra(tmp_path):
     paths = [f"/q/{p:04d}_c1_f{i}.jpg" for i, p in enumerate(np.repeat(np.arange(ids), per))]
     np.savez(tmp_path / "f.npz", **{"global": x[:, 0], "regions": x[:, 1:], "paths": paths,
                                     "weights": np.full((len(x), 4), 0.25, np.float32)})
+    bad = dict(np.load(tmp_path / "f.npz"), paths=["/q/query.jpg"] * len(x))
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(ValueError, match="without an Occluded-Duke name"):
+        B.fit_stats([str(tmp_path / "bad.npz")], str(tmp_path / "bad_stats.npz"))
     st = B.fit_stats([str(tmp_path / "f.npz")], str(tmp_path / "stats.npz"))
     assert int(st["identities"]) == ids and st["between"].shape[1] >= 3
     units = x / np.linalg.norm(x, axis=-1, keepdims=True)  # what is fitted: unit parts

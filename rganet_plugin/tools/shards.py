@@ -194,8 +194,9 @@ class ShardedGallery:
 
 
 class ShardRows:
-    """``A(g)`` rows read from the shards on demand: ``rows[idx]`` for an index tensor of any
-    shape gives ``idx.shape + (D,)`` float32 (what ``faiss_search`` re-scores candidates with)."""
+    """``A(g)`` of the gallery, read from the shards on demand: :meth:`dot` gives the products
+    ``faiss_search`` re-scores a compressed index's candidates with; ``shape`` and ``len`` as the
+    ``(G, D)`` matrix it stands for."""
 
     def __init__(self, gallery: ShardedGallery):
         self.gallery = gallery
@@ -204,12 +205,6 @@ class ShardRows:
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        flat = np.asarray(idx).reshape(-1)
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        a, _ = weighted_embedding(self.gallery.take(uniq), "cpu")
-        return a[torch.from_numpy(inverse.reshape(-1))].reshape(*idx.shape, self.shape[1])
 
     @torch.no_grad()
     def dot(self, a_q: torch.Tensor, idx) -> torch.Tensor:
