@@ -95,7 +95,8 @@ def test_part_tag_loss_against_a_hand_computation():
 def test_objectives_train_resume_and_report_per_view(tmp_path, objective, part_tag):
     s = PretrainSettings(model="RGANet-Tiny-ViT", steps=12, batch_size=16, num_pairs=32,
                          lr=2e-3, warmup=2, weight_decay=0.0, eval_pairs=16, ckpt_every=6,
-                         placement="free", objective=objective, part_tag=part_tag)
+                         placement="free", objective=objective, part_tag=part_tag,
+                         readout="value" if objective == "mil" else "tokens")
     out, cache = str(tmp_path / "out"), str(tmp_path / "cache")
     report = pretrain_clip(s, out, cache, progress=False, eval_random=False)
     state = torch.load(tmp_path / "out" / "pretrain_state.pt", weights_only=False)
@@ -104,13 +105,14 @@ def test_objectives_train_resume_and_report_per_view(tmp_path, objective, part_t
     assert np.mean(hist[-3:]) < np.mean(hist[:3])
     assert state["settings"].get("objective", "clip") == objective  # left out at its default
     assert state["settings"]["placement"] == "free"
+    assert "readout" not in state["settings"]  # the zero-shot read-out is not part of training
     if part_tag:
         assert set(state["objective"]) == {"tag_scale", "tag_bias"}
     tr = report["trained"]
     assert set(tr["views"]) == {"full", "top", "bottom", "occluded"}
     for v in tr["views"].values():
         assert 0 <= v["prompt_miou"] <= 1 and 0 <= v["stripes_miou"] <= 1
-    assert 0 <= tr["linear_probe_miou"] <= 1
+    assert 0 <= tr["linear_probe_miou"] <= 1 and tr["readout"] == s.readout
     # resuming the finished run writes the same weights (tensors and metadata: safetensors
     # orders the header's metadata differently from call to call, so not the same bytes)
     from safetensors import safe_open
@@ -126,7 +128,8 @@ def test_objectives_train_resume_and_report_per_view(tmp_path, objective, part_t
 
 @pytest.mark.parametrize("flag,value,msg", [("--objective", "infonce", "--objective must be one of"),
                                             ("--placement", "sideways", "--placement must be one of"),
-                                            ("--part-tag", "-1", "--part-tag must be >= 0")])
+                                            ("--part-tag", "-1", "--part-tag must be >= 0"),
+                                            ("--readout", "values", "--readout must be one of")])
 def test_pretrain_clip_refuses_unknown_choices_in_one_line(tmp_path, capsys, flag, value, msg):
     from rganet_plugin.synthetic.command import main
 

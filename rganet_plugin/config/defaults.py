@@ -24,6 +24,8 @@ def add_rganet_config(cfg: CN) -> CN:
     _C.MODEL.BACKBONE.CLIP.STRIDE = 0
     # Global feature of the backbone: "gap" (average of patch tokens, the paper's F_g) or "cls".
     _C.MODEL.BACKBONE.CLIP.GLOBAL_FEAT = "gap"
+    # F: the last block as trained ("tokens") or a dense read-out of it (clip_dense_readout.py).
+    _C.MODEL.BACKBONE.CLIP.DENSE_READOUT = "tokens"
     # Side information embedding (camera ids), as in TransReID / CLIP-ReID.
     _C.MODEL.BACKBONE.CLIP.SIE = CN({"ENABLED": False})
     _C.MODEL.BACKBONE.CLIP.SIE.COE = 3.0

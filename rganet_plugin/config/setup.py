@@ -115,6 +115,7 @@ _CHOICES = {
     "MODEL.RGANET.PROMPT.TYPE": ("template", "learnable"),
     "MODEL.RGANET.MEMORY.INIT": ("stripes", "regions"),
     "MODEL.BACKBONE.CLIP.GLOBAL_FEAT": ("gap", "cls"),
+    "MODEL.BACKBONE.CLIP.DENSE_READOUT": ("tokens", "value", "value_only", "qqkk"),
     "DATASETS.CORRUPT_IMAGES": ("skip", "error", "off"),
     "TEST.RGANET.SEARCH": ("dense", "faiss"),
     "PROMPT_STAGE.STALE": ("rerun", "error"),

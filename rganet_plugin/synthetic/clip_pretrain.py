@@ -67,12 +67,16 @@ class PretrainSettings:
     placement: str = "natural"
     objective: str = "clip"
     part_tag: float = 0.0
+    #: the dense read-out the zero-shot checks localise parts with (the backbone's
+    #: ``MODEL.BACKBONE.CLIP.DENSE_READOUT``); the training does not depend on it
+    readout: str = "tokens"
 
     def key(self) -> Dict[str, Any]:
         """What a resumed run must agree on (``ckpt_every`` may change). Settings added later
         are left out at their default, so the shipped weights' record stays what it was."""
         d = dataclasses.asdict(self)
         d.pop("ckpt_every")
+        d.pop("readout")
         for name, default in _LATER_SETTINGS.items():
             if d[name] == default:
                 d.pop(name)
@@ -219,10 +223,11 @@ def pretrain_clip(s: PretrainSettings, out: str, cache_root: str, progress: bool
               "loss_first_20": float(np.mean(history[:20])) if history else None,
               "loss_last_20": float(np.mean(history[-20:])) if history else None,
               "weights": os.path.basename(weights), "sha256": sha256_of(weights)}
-    report["trained"] = zero_shot_report(model, s.model, cache_root, s.seed, s.eval_pairs, progress)
+    report["trained"] = zero_shot_report(model, s.model, cache_root, s.seed, s.eval_pairs, progress,
+                                         readout=s.readout)
     if eval_random:
         report["random"] = zero_shot_report(build_model(s.model, s.seed), s.model, cache_root,
-                                            s.seed, s.eval_pairs, progress)
+                                            s.seed, s.eval_pairs, progress, readout=s.readout)
     with open(os.path.join(out, "zero_shot.json"), "w") as f:
         json.dump(report, f, indent=1)
     return report

@@ -76,10 +76,11 @@ def _evaluate_weights(args, s, cache) -> int:
     model = build_model(s.model, s.seed)
     load_clip_weights(model, args.eval_weights)
     report = {"weights": args.eval_weights, "sha256": sha256_of(args.eval_weights),
-              "trained": zero_shot_report(model, s.model, cache, s.seed, s.eval_pairs, True)}
+              "trained": zero_shot_report(model, s.model, cache, s.seed, s.eval_pairs, True,
+                                          readout=s.readout)}
     if not args.no_random_baseline:
         report["random"] = zero_shot_report(build_model(s.model, s.seed), s.model, cache, s.seed,
-                                            s.eval_pairs, True)
+                                            s.eval_pairs, True, readout=s.readout)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "zero_shot.json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -121,6 +122,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(f"--placement must be one of {', '.join(PLACEMENTS)}")
     if s.objective not in OBJECTIVES:
         p.error(f"--objective must be one of {', '.join(OBJECTIVES)}")
+    from ..modeling.backbones.clip_dense_readout import DENSE_READOUTS
+    if s.readout not in DENSE_READOUTS:
+        p.error(f"--readout must be one of {', '.join(DENSE_READOUTS)}")
     if s.part_tag < 0:
         p.error("--part-tag must be >= 0")
     cache = args.cache or os.path.join(os.getenv("FASTREID_DATASETS", "datasets"), "image_text")

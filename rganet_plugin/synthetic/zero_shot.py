@@ -14,7 +14,9 @@ camera frames the upper or lower part of the person; the person shifted down or 
 not at its usual rows) and ``occluded``, each next to fixed stripes scored on the same images, and
 the **linear probe's part mIoU** (a logistic regression from a patch token to its part, trained on
 3/4 of the full views and scored on the rest, pixels as for the prompts): what the tokens hold in
-any direction, the ceiling of a read-out from them.
+any direction, the ceiling of a read-out from them. ``readout`` picks the dense read-out of the
+last block the patch tokens come from (``--readout`` of ``pretrain-clip``; MaskCLIP's value path
+and others, ``modeling/backbones/clip_dense_readout.py``); retrieval does not depend on it.
 """
 from __future__ import annotations
 
@@ -35,11 +37,14 @@ PART_TEMPLATE = "a {} part of a person."
 
 
 @torch.no_grad()
-def patch_features(model, name: str, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """Projected patch tokens ``(B, d, gh, gw)`` of an open_clip ViT (the ReID backbone's path)."""
+def patch_features(model, name: str, images: torch.Tensor, batch: int = 64,
+                   readout: str = "tokens") -> torch.Tensor:
+    """Projected patch tokens ``(B, d, gh, gw)`` of an open_clip ViT (the ReID backbone's path,
+    with its dense ``readout`` of the last block)."""
     from ..modeling.backbones.clip_vit import CLIPViTBackbone
 
-    bb = CLIPViTBackbone(model, name, image_size=tuple(images.shape[-2:])).eval()
+    bb = CLIPViTBackbone(model, name, image_size=tuple(images.shape[-2:]),
+                         dense_readout=readout).eval()
     return torch.cat([bb.forward_features(images[i:i + batch])["feature_map"]
                       for i in range(0, len(images), batch)])
 
@@ -76,7 +81,7 @@ def retrieval(img_f: torch.Tensor, txt_f: torch.Tensor, ks=(1, 5)) -> Dict[str, 
 
 @torch.no_grad()
 def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int = 512,
-                     progress: bool = False) -> Dict:
+                     progress: bool = False, readout: str = "tokens") -> Dict:
     from .image_text import build_pairs, images_to_tensor
 
     model.eval()
@@ -84,14 +89,14 @@ def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int 
                         progress=progress)
     images = images_to_tensor(pairs.images[:])
     img_f = torch.cat([model.encode_image(images[i:i + 64]) for i in range(0, len(images), 64)])
-    fmap = patch_features(model, name, images)
+    fmap = patch_features(model, name, images, readout=readout)
     txt_f = text_features(model, name, [r["captions"][0] for r in pairs.records])
     report = retrieval(img_f, txt_f)
     protos = text_features(model, name, [PART_TEMPLATE.format(c) for c in PART_CLASSES])
     loc = part_localisation(fmap, protos, np.asarray(pairs.labels[:]))
     report["part_miou"] = loc["miou"]
     report["part_iou"] = dict(zip(PART_CLASSES, loc["iou"]))
-    report["num_people"] = len(pairs)
+    report["num_people"], report["readout"] = len(pairs), readout
     report.update(dense_diagnostics(fmap, protos, np.asarray(pairs.labels[:])))
     report["views"] = {"full": _view_row(loc, np.asarray(pairs.labels[:]), len(protos),
                                          fmap.shape[-2:])}
@@ -99,8 +104,8 @@ def zero_shot_report(model, name: str, cache_root: str, seed: int = 0, num: int 
         vp = build_pairs(cache_root, num, seed, start=HELD_APART_START, view=view,
                          progress=progress)
         labels = np.asarray(vp.labels[:])
-        vloc = part_localisation(patch_features(model, name, images_to_tensor(vp.images[:])),
-                                 protos, labels)
+        vloc = part_localisation(patch_features(model, name, images_to_tensor(vp.images[:]),
+                                                readout=readout), protos, labels)
         report["views"][view] = _view_row(vloc, labels, len(protos), fmap.shape[-2:])
     return report
 

@@ -1,17 +1,12 @@
 """CLIP ViT image encoder as a fast-reid backbone (``build_clip_vit_backbone``).
 
-Output: the patch-token feature map ``F`` of shape ``(B, d, H, W)`` in CLIP's joint image-text
-space (tokens go through CLIP's ``ln_post`` and ``proj``, as the pooled CLIP image feature does),
-so region heads can compare pixels with text prototypes by cosine similarity. ``forward`` returns
-``F`` alone, which fast-reid's own heads (``EmbeddingHead``: GAP + BNNeck) accept unchanged;
-:meth:`CLIPViTBackbone.forward_features` also returns the global feature.
-
-Global feature: ``gap`` (default) is the average of the patch tokens, the paper's ``F_g = GAP(F)``;
-``cls`` uses the projected class token, as CLIP-ReID does.
-
-Options as in TransReID / CLIP-ReID: overlapping patches (``CLIP.STRIDE`` < patch size; the
-position embedding is interpolated to the new grid) and a side-information embedding of camera ids
-(``CLIP.SIE``), which the RGANet meta-architecture passes through.
+``forward`` returns the patch-token map ``F`` ``(B, d, H, W)`` in CLIP's joint image-text space
+(through ``ln_post`` and ``proj`` like CLIP's pooled feature), which fast-reid's own heads accept;
+``forward_features`` adds the global feature: ``gap`` (the paper's ``F_g = GAP(F)``) or ``cls``
+(the projected class token, as in CLIP-ReID). Options as in TransReID / CLIP-ReID: overlapping
+patches (``CLIP.STRIDE`` < patch size) and a camera embedding (``CLIP.SIE``).
+``CLIP.DENSE_READOUT``: ``F`` from a training-free read-out of the last block (MaskCLIP's value
+path and others; ``clip_dense_readout.py``).
 """
 from __future__ import annotations
 
@@ -34,7 +29,7 @@ class CLIPViTBackbone(nn.Module):
 
     def __init__(self, clip_model, model_name: str, image_size=(256, 128), stride: int = 0,
                  num_cameras: int = 0, sie_coe: float = 3.0, global_feat: str = "gap",
-                 freeze: bool = False):
+                 freeze: bool = False, dense_readout: str = "tokens"):
         super().__init__()
         visual = clip_model.visual
         if not hasattr(visual, "conv1"):
@@ -49,7 +44,7 @@ class CLIPViTBackbone(nn.Module):
         self.proj = visual.proj
         self.width = visual.transformer.width
         self.feat_dim = clip_embed_dim(clip_model)
-        self.global_feat = global_feat
+        self.global_feat, self.dense_readout = global_feat, dense_readout
 
         patch = self.conv1.kernel_size[0]
         stride = stride or patch
@@ -82,14 +77,19 @@ class CLIPViTBackbone(nn.Module):
         if self.sie_embed is not None and camids is not None:
             x = x + self.sie_coe * self.sie_embed[camids.long()].unsqueeze(1).to(x.dtype)
         x = self.ln_pre(x)
-        x = self.transformer(x)
-        x = self.ln_post(x)
-        if self.proj is not None:
-            x = x @ self.proj
-        tokens = x[:, 1:]
-        fmap = tokens.transpose(1, 2).reshape(b, -1, gh, gw)
-        glob = x[:, 0] if self.global_feat == "cls" else tokens.mean(dim=1)
+        if self.dense_readout == "tokens":
+            x = dense = self._project(self.transformer(x))
+        else:
+            from .clip_dense_readout import transformer_with_readout
+            x, dense = map(self._project,
+                           transformer_with_readout(self.transformer, x, self.dense_readout))
+        fmap = dense[:, 1:].transpose(1, 2).reshape(b, -1, gh, gw)
+        glob = x[:, 0] if self.global_feat == "cls" else x[:, 1:].mean(dim=1)
         return {"feature_map": fmap, "global": glob}
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_post(x)
+        return x @ self.proj if self.proj is not None else x
 
     def forward(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward_features(x, camids)["feature_map"]
@@ -97,12 +97,8 @@ class CLIPViTBackbone(nn.Module):
 
 def _run_sequence_first(transformer: nn.Module) -> None:
     """Run open_clip's (batch-first) transformer sequence-first inside; its API is unchanged.
-
-    Under autocast (bf16/fp16) PyTorch's fused attention path is off, and the batch-first
-    fallback projects q/k/v from a transposed, non-contiguous view, which copies the in-projection
-    weight once per token: measured 2x *slower* than fp32 on the CPU, 4x slower than sequence-first
-    (docs/benchmarks.md, the ``+seqfirst`` rows of the table measured before this became the
-    default). Outputs are identical (tested)."""
+    Under autocast the batch-first fallback copies the in-projection weight once per token: 4x
+    slower than sequence-first on the CPU (docs/benchmarks.md, ``+seqfirst``). Same outputs."""
     if not hasattr(transformer, "batch_first") or not hasattr(transformer, "resblocks"):
         return
     blocks = list(transformer.resblocks)
@@ -131,7 +127,7 @@ def build_clip_vit_backbone(cfg) -> CLIPViTBackbone:
                          "fills it in from the training set)")
     backbone = CLIPViTBackbone(model, c.NAME, image_size=cfg.INPUT.SIZE_TRAIN, stride=c.STRIDE,
                                num_cameras=num_cams, sie_coe=c.SIE.COE, global_feat=c.GLOBAL_FEAT,
-                               freeze=c.FREEZE)
+                               freeze=c.FREEZE, dense_readout=c.DENSE_READOUT)
     if backbone.feat_dim != cfg.MODEL.BACKBONE.FEAT_DIM:
         logger.info("CLIP %s joint space has %d dims (MODEL.BACKBONE.FEAT_DIM=%d is overridden by "
                     "the meta-architecture)", c.NAME, backbone.feat_dim, cfg.MODEL.BACKBONE.FEAT_DIM)
