@@ -345,10 +345,11 @@ def main():
         from mechanism_figures import bank_figure, mask_picture
         img_dir = os.path.join(args.docs, "images")
         os.makedirs(img_dir, exist_ok=True)
-        if "rganet" in args.runs:
-            s0 = args.seeds[0]
-            mask_picture(os.path.join(args.out, f"rganet_seed{s0}"), RUNS["rganet"][0],
-                         os.path.join(img_dir, "mechanism_masks.png"), args.opts + ["SEED", str(s0)])
+        s0, world = args.seeds[0], "" if args.world == "default" else "_misaligned"
+        for r in [r for r in ("rganet", "rganet_value_csc_distill") if r in args.runs]:
+            name = f"mechanism_masks{world}{'' if r == 'rganet' else '_' + r}.png"
+            mask_picture(os.path.join(args.out, f"{r}_seed{s0}"), RUNS[r][0],
+                         os.path.join(img_dir, name), run_opts(r, args.opts) + ["SEED", str(s0)])
         bank_runs = [r for r in args.runs if results[r][args.seeds[0]].get("mechanism", {}).get("bank_log")]
         if bank_runs:
             bank_figure({RUNS[r][1]: [results[r][s]["mechanism"]["bank_log"] for s in args.seeds]

@@ -43,11 +43,13 @@ def mask_picture(run_dir, config, out_png, opts, num=5):
     root = root if os.path.isabs(root) else os.path.join(ROOT, root)
     gt = load_ground_truth(ensure_synthetic_occluded_duke(root, p2.cfg.DATASETS.SYNTHETIC,
                                                           progress=False), ("query",))
-    # occluders of different kinds first
+    # one image of each framing first where the set has misaligned views, else of each occluder
+    framed = any(f != "full" for f in gt.framings())
+    key = (lambda r: r.get("framing", "full")) if framed else (lambda r: r.get("occluder"))
     order, kinds = [], set()
     for i, r in enumerate(gt.records):
-        if r.get("occluder") not in kinds:
-            kinds.add(r.get("occluder"))
+        if key(r) not in kinds:
+            kinds.add(key(r))
             order.append(i)
     order = (order + [i for i in range(len(gt)) if i not in order])[:num]
     labels = gt.masks(order)
@@ -76,7 +78,9 @@ def mask_picture(run_dir, config, out_png, opts, num=5):
         w = d2["weights"][r].tolist()
         cov = gt.records[i]["part_covered"]
         axes[r, -1].set_xlabel("w " + " ".join(f"{x:.2f}" for x in w), fontsize=7)
-        axes[r, 0].set_xlabel(f"{gt.records[i].get('occluder')}; covered "
+        what = [gt.records[i].get("framing", "full")] if framed else []
+        what += [o for o in [gt.records[i].get("occluder")] if o is not None or not framed]
+        axes[r, 0].set_xlabel(f"{', '.join(map(str, what))}; covered "
                               + " ".join(f"{x:.1f}" for x in cov), fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[k] / 255) for k in range(5)]
     fig.legend(handles, ("background",) + PARTS, loc="lower center", ncol=5, fontsize=8)
