@@ -75,6 +75,12 @@ RUNS = {
                            "RGANet, class-specific context + mask distillation",
                            ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True",
                             "MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]),
+    # the region losses are summed over the N regions (eq. 7 and its triplet term), N times the
+    # global branch's weight; a quarter each gives them the global branch's weight (issue 19)
+    "rganet_region_quarter": ("configs/Demo/rganet_demo.yml",
+                              "RGANet, region losses x 1/4 (sum over regions = the global weight)",
+                              ["MODEL.LOSSES.REGION_CE.SCALE", "0.25",
+                               "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]),
     "rganet_value_csc_distill": ("configs/Demo/rganet_demo.yml",
                                  "RGANet, value read-out + class-specific context + distillation",
                                  ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "value",
@@ -97,7 +103,7 @@ def world_opts(world):
 #: variants that change stage 2 only: they start from the default run's stage 1 (the same
 #: result the two-stage command would compute again), saving half of their time
 STAGE2_ONLY = ("rganet_w_mean", "rganet_mu_text", "rganet_distill", "rganet_lr", "rganet_keep",
-               "rganet_csc_distill")
+               "rganet_csc_distill", "rganet_region_quarter")
 #: the run whose stage 1 a stage-2-only variant starts from (default "rganet")
 STAGE1_FROM = {"rganet_csc_distill": "rganet_csc"}
 
@@ -262,6 +268,26 @@ def by_view_tables(results, runs, seeds):
             f"{mean_std([x[v]['mAP'] for x in rs], '{:.1f}')}" for v in views) + " |")
     lines.append("")
     lines.append("queries: " + ", ".join(f"{v} {first['retrieval'][v]['queries']}" for v in views))
+    glob = [r for r in runs if all("global mAP" in results[r][s]["mechanism"]["retrieval"]["all"]
+                                   for s in seeds)]
+    if glob:
+        lines += ["", "### The same models ranked by their global feature alone (mAP)", "",
+                  "| model | " + " | ".join(f"{v}: eq. 10 | {v}: global alone | {v}: eq. 10 - global"
+                                            for v in views) + " |",
+                  "|---|" + "---|---|---|" * len(views)]
+        for r in glob:
+            cells = []
+            for v in views:
+                get = [results[r][s]["mechanism"]["retrieval"][v] for s in seeds]
+                cells += [mean_std([x["mAP"] for x in get], "{:.1f}"),
+                          mean_std([x["global mAP"] for x in get], "{:.1f}")]
+                diffs = [(x["mAP"], x["global mAP"]) for x in get]
+                if len(diffs) > 1:
+                    mean, se = paired_difference(*zip(*diffs))
+                    cells.append(f"{mean:+.2f} ± {se:.2f}" + (" (> 2 SE)" if abs(mean) > 2 * se else ""))
+                else:
+                    cells.append("n/a")
+            lines.append(f"| {RUNS[r][1]} | " + " | ".join(cells) + " |")
     rgm = [r for r in runs if results[r][seeds[0]]["mechanism"].get("stage2_by")]
     if rgm:
         groups = list(results[rgm[0]][seeds[0]]["mechanism"]["stage2_by"])
@@ -286,7 +312,9 @@ def by_view_tables(results, runs, seeds):
                                  ("rganet_csc_distill", "baseline"), ("rganet_csc_distill", "stripes"),
                                  ("rganet_value_csc_distill", "rganet_csc_distill"),
                                  ("rganet_value_csc_distill", "baseline"),
-                                 ("rganet_value_csc_distill", "stripes"))
+                                 ("rganet_value_csc_distill", "stripes"),
+                                 ("rganet_region_quarter", "rganet"),
+                                 ("rganet_region_quarter", "baseline"))
              if a in runs and b in runs]
     if pairs and len(seeds) > 1:
         lines += ["", "### Paired differences (seed by seed, mean ± standard error)", "",

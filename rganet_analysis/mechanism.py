@@ -166,7 +166,9 @@ def _region_figures(rows, pred, lab, fg, conf, covered, n) -> Dict[str, object]:
 
 def retrieval_by_alignment(predictor, gt: GroundTruth) -> Dict[str, Dict[str, float]]:
     """Rank-1 / mAP (eq. 10 on the model's features, the evaluator's distance) of all queries of
-    ``gt`` (query + gallery records) and of its aligned and misaligned queries apart."""
+    ``gt`` (query + gallery records) and of its aligned and misaligned queries apart; for a model
+    with regions also ``global Rank-1`` / ``global mAP``: the same model ranked by its global
+    feature alone (do the regions help at test, or did their losses change the backbone?)."""
     from rganet_plugin.evaluation.distance import weighted_region_distance
     from rganet_plugin.evaluation.ranking import evaluate_rank
     from rganet_plugin.modeling.outputs import Features
@@ -179,14 +181,21 @@ def retrieval_by_alignment(predictor, gt: GroundTruth) -> Dict[str, Dict[str, fl
     def rows(idx):
         return Features(feats.global_feat[idx], feats.region_feats[idx], feats.weights[idx])
 
-    dist = weighted_region_distance(rows(q), rows(g), device="cpu")
+    def global_rows(idx):  # N = 0: eq. (10) is the cosine distance of the global features
+        return Features(feats.global_feat[idx], feats.region_feats[idx][:, :0], feats.weights[idx][:, :0])
+
+    dists = {"": weighted_region_distance(rows(q), rows(g), device="cpu")}
+    if feats.region_feats.shape[1]:  # the same model ranked by its global feature alone
+        dists["global "] = weighted_region_distance(global_rows(q), global_rows(g), device="cpu")
     framing = np.array(gt.framings())[q]
     out = {}
     for name, keep in {"all": np.ones(len(q), bool), **alignment_groups(framing)}.items():
         if keep.any():
-            cmc, ap, _ = evaluate_rank(dist[keep], pid[q][keep], pid[g], cam[q][keep], cam[g])
-            out[name] = {"Rank-1": float(cmc[0] * 100), "mAP": float(np.mean(ap) * 100),
-                         "queries": int(keep.sum())}
+            out[name] = {"queries": int(keep.sum())}
+            for prefix, dist in dists.items():
+                cmc, ap, _ = evaluate_rank(dist[keep], pid[q][keep], pid[g], cam[q][keep], cam[g])
+                out[name].update({prefix + "Rank-1": float(cmc[0] * 100),
+                                  prefix + "mAP": float(np.mean(ap) * 100)})
     return out
 
 

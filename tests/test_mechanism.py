@@ -138,3 +138,26 @@ def test_retrieval_by_alignment_scores_each_query_view_apart():
     assert out["aligned"] == {"Rank-1": 100.0, "mAP": 100.0, "queries": 1}
     assert out["misaligned"]["Rank-1"] == 0.0 and out["misaligned"]["mAP"] == 50.0
     assert out["all"]["queries"] == 2 and out["all"]["mAP"] == 75.0
+
+
+def test_retrieval_by_alignment_also_ranks_a_region_model_by_its_global_feature_alone():
+    from rganet_analysis.mechanism import GroundTruth, retrieval_by_alignment
+    from rganet_plugin.modeling.outputs import Features
+
+    recs = [dict(split="query", pid=1, camid=0, framing="full", file="q1"),
+            dict(split="query", pid=2, camid=0, framing="top", file="q2"),
+            dict(split="gallery", pid=1, camid=1, framing="full", file="g1"),
+            dict(split="gallery", pid=2, camid=1, framing="full", file="g2")]
+    glob = torch.tensor([[1.0, 0.0], [1.0, 0.2], [1.0, 0.05], [0.0, 1.0]])
+    # one region that tells the misaligned query's identity apart: eq. (10) finds g2 first,
+    # the global feature alone finds g1 first
+    region = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).unsqueeze(1)
+
+    class Pred:
+        def extract(self, paths, progress=False):
+            return Features(glob, region, torch.ones(4, 1))
+
+    out = retrieval_by_alignment(Pred(), GroundTruth("/nowhere", recs))
+    assert out["misaligned"]["Rank-1"] == 100.0 and out["misaligned"]["global Rank-1"] == 0.0
+    assert out["misaligned"]["global mAP"] == 50.0
+    assert out["aligned"]["Rank-1"] == out["aligned"]["global Rank-1"] == 100.0
