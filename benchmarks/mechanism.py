@@ -381,7 +381,7 @@ def main():
         bank_runs = [r for r in args.runs if results[r][args.seeds[0]].get("mechanism", {}).get("bank_log")]
         if bank_runs:
             bank_figure({RUNS[r][1]: [results[r][s]["mechanism"]["bank_log"] for s in args.seeds]
-                         for r in bank_runs}, os.path.join(img_dir, "mechanism_bank.png"))
+                         for r in bank_runs}, os.path.join(img_dir, f"mechanism_bank{world}.png"))
         print(f"pictures in {img_dir}")
 
 
