@@ -81,6 +81,12 @@ RUNS = {
                               "RGANet, region losses x 1/4 (sum over regions = the global weight)",
                               ["MODEL.LOSSES.REGION_CE.SCALE", "0.25",
                                "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]),
+    "rganet_csc_distill_quarter": ("configs/Demo/rganet_demo.yml",
+                                   "RGANet, class-specific context + distillation + region losses x 1/4",
+                                   ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True",
+                                    "MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0",
+                                    "MODEL.LOSSES.REGION_CE.SCALE", "0.25",
+                                    "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]),
     "rganet_value_csc_distill": ("configs/Demo/rganet_demo.yml",
                                  "RGANet, value read-out + class-specific context + distillation",
                                  ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "value",
@@ -103,9 +109,9 @@ def world_opts(world):
 #: variants that change stage 2 only: they start from the default run's stage 1 (the same
 #: result the two-stage command would compute again), saving half of their time
 STAGE2_ONLY = ("rganet_w_mean", "rganet_mu_text", "rganet_distill", "rganet_lr", "rganet_keep",
-               "rganet_csc_distill", "rganet_region_quarter")
+               "rganet_csc_distill", "rganet_region_quarter", "rganet_csc_distill_quarter")
 #: the run whose stage 1 a stage-2-only variant starts from (default "rganet")
-STAGE1_FROM = {"rganet_csc_distill": "rganet_csc"}
+STAGE1_FROM = {"rganet_csc_distill": "rganet_csc", "rganet_csc_distill_quarter": "rganet_csc"}
 
 
 def run_opts(run, opts, out=None, seed=None):
@@ -314,7 +320,10 @@ def by_view_tables(results, runs, seeds):
                                  ("rganet_value_csc_distill", "baseline"),
                                  ("rganet_value_csc_distill", "stripes"),
                                  ("rganet_region_quarter", "rganet"),
-                                 ("rganet_region_quarter", "baseline"))
+                                 ("rganet_region_quarter", "baseline"),
+                                 ("rganet_csc_distill_quarter", "rganet_csc_distill"),
+                                 ("rganet_csc_distill_quarter", "baseline"),
+                                 ("rganet_csc_distill_quarter", "stripes"))
              if a in runs and b in runs]
     if pairs and len(seeds) > 1:
         lines += ["", "### Paired differences (seed by seed, mean ± standard error)", "",
