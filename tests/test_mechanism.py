@@ -119,15 +119,20 @@ def test_paired_differences_by_hand():
     assert bench.paired(res, "a", "b", [0, 1, 2], lambda r: r["x"]) == "-0.33 ± 1.86"
 
 
+def _two_identity_records():
+    """An aligned and a misaligned query, one gallery image of each identity."""
+    return [dict(split="query", pid=1, camid=0, framing="full", file="q1"),
+            dict(split="query", pid=2, camid=0, framing="top", file="q2"),
+            dict(split="gallery", pid=1, camid=1, framing="full", file="g1"),
+            dict(split="gallery", pid=2, camid=1, framing="full", file="g2")]
+
+
 def test_retrieval_by_alignment_scores_each_query_view_apart():
     from rganet_analysis.mechanism import GroundTruth, retrieval_by_alignment
     from rganet_plugin.modeling.outputs import Features
 
     # two identities; the aligned query finds its match first, the misaligned one second
-    recs = [dict(split="query", pid=1, camid=0, framing="full", file="q1"),
-            dict(split="query", pid=2, camid=0, framing="top", file="q2"),
-            dict(split="gallery", pid=1, camid=1, framing="full", file="g1"),
-            dict(split="gallery", pid=2, camid=1, framing="full", file="g2")]
+    recs = _two_identity_records()
     vec = torch.tensor([[1.0, 0.0], [1.0, 0.2], [1.0, 0.05], [0.0, 1.0]])
 
     class Pred:
@@ -144,10 +149,7 @@ def test_retrieval_by_alignment_also_ranks_a_region_model_by_its_global_feature_
     from rganet_analysis.mechanism import GroundTruth, retrieval_by_alignment
     from rganet_plugin.modeling.outputs import Features
 
-    recs = [dict(split="query", pid=1, camid=0, framing="full", file="q1"),
-            dict(split="query", pid=2, camid=0, framing="top", file="q2"),
-            dict(split="gallery", pid=1, camid=1, framing="full", file="g1"),
-            dict(split="gallery", pid=2, camid=1, framing="full", file="g2")]
+    recs = _two_identity_records()
     glob = torch.tensor([[1.0, 0.0], [1.0, 0.2], [1.0, 0.05], [0.0, 1.0]])
     # one region that tells the misaligned query's identity apart: eq. (10) finds g2 first,
     # the global feature alone finds g1 first
