@@ -83,3 +83,6 @@ def test_an_unknown_readout_is_refused(tiny):
         load_config("", ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "values"])
     cfg = load_config("", ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "qqkk"])
     assert cfg.MODEL.BACKBONE.CLIP.DENSE_READOUT == "qqkk"
+    from rganet_plugin.config.setup import _CHOICES  # the config's list is the module's
+    from rganet_plugin.modeling.backbones.clip_dense_readout import DENSE_READOUTS
+    assert _CHOICES["MODEL.BACKBONE.CLIP.DENSE_READOUT"] == DENSE_READOUTS
