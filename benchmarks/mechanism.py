@@ -36,8 +36,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rganet_analysis.compare import paired_difference, train_config  # noqa: E402
 from rganet_analysis.machine import cpu_model, load_average  # noqa: E402
 
-# run -> (config, title[, config overrides]); the rganet_* variants are the paper's open choices
-# (docs/fidelity.md): each differs from "rganet" by one key.
+# run -> (config, title[, config overrides]); the one-key rganet_* variants are the paper's open
+# choices (docs/fidelity.md); issue 19's arms combine the switches below.
+CSC = ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True"]
+DISTILL = ["MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]
+PAPER_LR = ["SOLVER.BACKBONE_LR_FACTOR", "0.3333"]
+#: the region losses are summed over the N regions (eq. 7 and its triplet term), N times the
+#: global branch's weight; a quarter each gives them the global branch's weight
+REGION_QUARTER = ["MODEL.LOSSES.REGION_CE.SCALE", "0.25", "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]
+VALUE_READOUT = ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "value"]
 RUNS = {
     "baseline": ("configs/Demo/clip_baseline_demo.yml", "CLIP baseline (Table V row 0)"),
     "stripes": ("configs/Demo/stripes_demo.yml", "stripes + DAI + IAI (row 4)"),
@@ -58,40 +65,27 @@ RUNS = {
                          ["MODEL.RGANET.PROMPT.BACKGROUND_INIT", "random"]),
     "rganet_p0_zeros": ("configs/Demo/rganet_demo.yml", "RGANet, p_0 initialised to zeros",
                         ["MODEL.RGANET.PROMPT.BACKGROUND_INIT", "zeros"]),
-    "rganet_csc": ("configs/Demo/rganet_demo.yml", "RGANet, class-specific prompt context",
-                   ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True"]),
+    "rganet_csc": ("configs/Demo/rganet_demo.yml", "RGANet, class-specific prompt context", CSC),
     # stage 2 keeping stage 1's regions (issue 19; docs/fidelity.md)
     "rganet_distill": ("configs/Demo/rganet_demo.yml", "RGANet, stage 2 distils stage 1's masks",
-                       ["MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]),
+                       DISTILL),
     "rganet_lr": ("configs/Demo/rganet_demo.yml",
-                  "RGANet, backbone lr in the paper's proportion (1e-4)",
-                  ["SOLVER.BACKBONE_LR_FACTOR", "0.3333"]),
+                  "RGANet, backbone lr in the paper's proportion (1e-4)", PAPER_LR),
     "rganet_keep": ("configs/Demo/rganet_demo.yml",
-                    "RGANet, mask distillation + backbone lr 1e-4",
-                    ["MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0", "SOLVER.BACKBONE_LR_FACTOR", "0.3333"]),
+                    "RGANet, mask distillation + backbone lr 1e-4", DISTILL + PAPER_LR),
     # the best stage 1 measured (class-specific context, and MaskCLIP's value read-out of F) with
-    # the switch that keeps its masks at no measured cost (issue 19)
+    # the switch that keeps its masks at no measured cost; the region losses at a quarter (issue 19)
     "rganet_csc_distill": ("configs/Demo/rganet_demo.yml",
-                           "RGANet, class-specific context + mask distillation",
-                           ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True",
-                            "MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]),
-    # the region losses are summed over the N regions (eq. 7 and its triplet term), N times the
-    # global branch's weight; a quarter each gives them the global branch's weight (issue 19)
+                           "RGANet, class-specific context + mask distillation", CSC + DISTILL),
     "rganet_region_quarter": ("configs/Demo/rganet_demo.yml",
                               "RGANet, region losses x 1/4 (sum over regions = the global weight)",
-                              ["MODEL.LOSSES.REGION_CE.SCALE", "0.25",
-                               "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]),
+                              REGION_QUARTER),
     "rganet_csc_distill_quarter": ("configs/Demo/rganet_demo.yml",
                                    "RGANet, class-specific context + distillation + region losses x 1/4",
-                                   ["MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True",
-                                    "MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0",
-                                    "MODEL.LOSSES.REGION_CE.SCALE", "0.25",
-                                    "MODEL.LOSSES.REGION_TRI.SCALE", "0.25"]),
+                                   CSC + DISTILL + REGION_QUARTER),
     "rganet_value_csc_distill": ("configs/Demo/rganet_demo.yml",
                                  "RGANet, value read-out + class-specific context + distillation",
-                                 ["MODEL.BACKBONE.CLIP.DENSE_READOUT", "value",
-                                  "MODEL.RGANET.PROMPT.CLASS_SPECIFIC", "True",
-                                  "MODEL.LOSSES.MASK_DISTILL.SCALE", "1.0"]),
+                                 VALUE_READOUT + CSC + DISTILL),
 }
 
 #: ``--world benchmark``: the misaligned world (benchmarks/misaligned_world.py), 2.7x the demo's
@@ -106,18 +100,17 @@ def world_opts(world):
     return world_overrides() + BENCHMARK_OPTS
 
 
-#: variants that change stage 2 only: they start from the default run's stage 1 (the same
+#: variants that change stage 2 only, each with the run whose stage 1 it starts from (the same
 #: result the two-stage command would compute again), saving half of their time
-STAGE2_ONLY = ("rganet_w_mean", "rganet_mu_text", "rganet_distill", "rganet_lr", "rganet_keep",
-               "rganet_csc_distill", "rganet_region_quarter", "rganet_csc_distill_quarter")
-#: the run whose stage 1 a stage-2-only variant starts from (default "rganet")
-STAGE1_FROM = {"rganet_csc_distill": "rganet_csc", "rganet_csc_distill_quarter": "rganet_csc"}
+STAGE1_OF = {**{r: "rganet" for r in ("rganet_w_mean", "rganet_mu_text", "rganet_distill",
+                                       "rganet_lr", "rganet_keep", "rganet_region_quarter")},
+             "rganet_csc_distill": "rganet_csc", "rganet_csc_distill_quarter": "rganet_csc"}
 
 
 def run_opts(run, opts, out=None, seed=None):
     extra = list(RUNS[run][2] if len(RUNS[run]) > 2 else [])
-    if run in STAGE2_ONLY and out is not None:
-        stage1 = os.path.join(os.path.dirname(out), f"{STAGE1_FROM.get(run, 'rganet')}_seed{seed}",
+    if run in STAGE1_OF and out is not None:
+        stage1 = os.path.join(os.path.dirname(out), f"{STAGE1_OF[run]}_seed{seed}",
                               "prompt_stage", "model_final.pth")
         if os.path.isfile(stage1):
             extra += ["MODEL.WEIGHTS", stage1]
@@ -250,8 +243,12 @@ def tables(results, runs, seeds):
 def paired(results, a, b, seeds, get):
     """``mean ± SE`` over seeds of ``get(run a) - get(run b)`` seed by seed, and whether it is
     more than twice its standard error."""
-    pairs = [(get(results[a][s]), get(results[b][s])) for s in seeds
-             if get(results[a][s]) is not None and get(results[b][s]) is not None]
+    return paired_cell([(get(results[a][s]), get(results[b][s])) for s in seeds
+                        if get(results[a][s]) is not None and get(results[b][s]) is not None])
+
+
+def paired_cell(pairs):
+    """``mean ± SE`` of ``x - y`` over the ``(x, y)`` pairs, marked beyond 2 SE; "n/a" below 2."""
     if len(pairs) < 2:
         return "n/a"
     mean, se = paired_difference(*zip(*pairs))
@@ -287,12 +284,7 @@ def by_view_tables(results, runs, seeds):
                 get = [results[r][s]["mechanism"]["retrieval"][v] for s in seeds]
                 cells += [mean_std([x["mAP"] for x in get], "{:.1f}"),
                           mean_std([x["global mAP"] for x in get], "{:.1f}")]
-                diffs = [(x["mAP"], x["global mAP"]) for x in get]
-                if len(diffs) > 1:
-                    mean, se = paired_difference(*zip(*diffs))
-                    cells.append(f"{mean:+.2f} ± {se:.2f}" + (" (> 2 SE)" if abs(mean) > 2 * se else ""))
-                else:
-                    cells.append("n/a")
+                cells.append(paired_cell([(x["mAP"], x["global mAP"]) for x in get]))
             lines.append(f"| {RUNS[r][1]} | " + " | ".join(cells) + " |")
     rgm = [r for r in runs if results[r][seeds[0]]["mechanism"].get("stage2_by")]
     if rgm:
