@@ -86,3 +86,16 @@ def test_an_unknown_readout_is_refused(tiny):
     from rganet_plugin.config.setup import _CHOICES  # the config's list is the module's
     from rganet_plugin.modeling.backbones.clip_dense_readout import DENSE_READOUTS
     assert _CHOICES["MODEL.BACKBONE.CLIP.DENSE_READOUT"] == DENSE_READOUTS
+
+
+def test_a_block_without_packed_attention_is_refused(tiny):
+    """A read-out recomputes the last block's attention from its packed q/k/v projection; a block
+    whose attention is something else gets one clear error, not a wrong map."""
+    import copy
+
+    _, block, x = tiny
+    other = copy.deepcopy(block)
+    other.attn = torch.nn.Linear(x.shape[-1], x.shape[-1])
+    for mode in ("value", "value_only", "qqkk"):
+        with pytest.raises(ValueError, match="packed q/k/v projection"):
+            last_block_readout(other, x, mode)
